@@ -1,0 +1,62 @@
+// Shared setup for `npm start` and `npm test`: install npm packages when missing, find a
+// Python for the tests, build. Only node built-ins here: it runs before node_modules exists.
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+export function sh(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { stdio: "inherit", cwd: ROOT, ...opts });
+  if (r.error) throw r.error;
+  return r.status ?? 1;
+}
+
+function mustRun(cmd, args, opts) {
+  const code = sh(cmd, args, opts);
+  if (code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed with exit code ${code}`);
+}
+
+/** `npm ci` when node_modules is missing or older than the lock file. */
+export function ensureNodeModules() {
+  const lock = path.join(ROOT, "package-lock.json");
+  const marker = path.join(ROOT, "node_modules", ".package-lock.json");
+  if (existsSync(marker) && (!existsSync(lock) || statSync(marker).mtimeMs >= statSync(lock).mtimeMs)) return;
+  console.log("setup: installing npm packages…");
+  mustRun("npm", [existsSync(lock) ? "ci" : "install", "--no-audit", "--no-fund"]);
+}
+
+export function build() {
+  mustRun(process.execPath, ["esbuild.mjs"]);
+}
+
+function pythonHas(python, modules) {
+  const r = spawnSync(python, ["-c", `import ${modules.join(", ")}`], { stdio: "ignore" });
+  return r.status === 0;
+}
+
+/**
+ * A Python with pytest and hypothesis for the backend's tests: $GPUWB_TEST_PYTHON, then
+ * python3 on PATH, then Debian's /usr/bin/python3 (installing python3-pytest and
+ * python3-hypothesis with apt when they are missing).
+ */
+export function testPython() {
+  const wanted = ["pytest", "hypothesis"];
+  const candidates = [process.env.GPUWB_TEST_PYTHON, "python3", "/usr/bin/python3"].filter(Boolean);
+  for (const c of candidates) if (pythonHas(c, wanted)) return c;
+  if (process.getuid?.() === 0 && existsSync("/usr/bin/apt-get")) {
+    console.log("setup: installing python3-pytest and python3-hypothesis with apt…");
+    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    sh("apt-get", ["update", "-q"], { env });
+    mustRun("apt-get", ["install", "-y", "-q", "python3-pytest", "python3-hypothesis"], { env });
+    if (pythonHas("/usr/bin/python3", wanted)) return "/usr/bin/python3";
+  }
+  throw new Error(
+    "No Python with pytest and hypothesis was found. Install them (apt-get install python3-pytest python3-hypothesis) or set GPUWB_TEST_PYTHON.",
+  );
+}
+
+export function packageVersion() {
+  return JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).version;
+}

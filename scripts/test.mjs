@@ -1,0 +1,101 @@
+// `npm test`: every layer in order — TypeScript units, Python (real backend), integration
+// suites in a real VS Code, UI tests in Chromium. `npm test -- unit python` runs a subset.
+// It installs what it needs first (npm packages, apt packages, the VS Code server).
+import { spawn } from "node:child_process";
+import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import * as path from "node:path";
+import { build, ensureNodeModules, ROOT, testPython } from "./setup.mjs";
+
+const LAYERS = ["unit", "python", "integration", "ui"];
+const asked = process.argv.slice(2).filter((a) => LAYERS.includes(a));
+const bad = process.argv.slice(2).filter((a) => !LAYERS.includes(a));
+if (bad.length) {
+  console.error(`unknown layer(s): ${bad.join(", ")}; choose from ${LAYERS.join(", ")}`);
+  process.exit(2);
+}
+const layers = asked.length ? asked : LAYERS;
+
+/** Run a command, echo its output, and return exit code and output for counting. */
+function run(cmd, args, opts = {}) {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], ...opts });
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      process.stdout.write(d);
+    });
+    child.stderr.on("data", (d) => {
+      out += d;
+      process.stderr.write(d);
+    });
+    child.on("close", (code, signal) => resolve({ code: code ?? (signal ? 1 : 0), out }));
+  });
+}
+
+/** Pull pass/fail counts out of each runner's closing lines. */
+function counts(layer, out) {
+  const num = (re) => {
+    const all = [...out.matchAll(re)];
+    return all.length ? Number(all[all.length - 1][1]) : 0;
+  };
+  if (layer === "unit") return { passed: num(/^# pass (\d+)/gm), failed: num(/^# fail (\d+)/gm) };
+  if (layer === "python") return { passed: num(/(\d+) passed/g), failed: num(/(\d+) failed/g) + num(/(\d+) errors?/g) };
+  return { passed: num(/^(\d+) passed, \d+ failed/gm), failed: num(/^\d+ passed, (\d+) failed/gm) };
+}
+
+async function workspaceCopy() {
+  const dir = mkdtempSync(path.join(tmpdir(), "gpuwb-ws-"));
+  cpSync(path.join(ROOT, "examples"), dir, { recursive: true });
+  return dir;
+}
+
+const steps = {
+  unit: () => run(process.execPath, ["--test", "--test-reporter=spec", "out/test/unit/"]),
+  python: () =>
+    run(testPython(), ["-m", "pytest", "-q", "-p", "no:cacheprovider", "server-python/tests"], {
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
+    }),
+  integration: async () => {
+    const ws = await workspaceCopy();
+    try {
+      return await run(process.execPath, ["test/runner/run-integration.mjs", "--workspace", ws]);
+    } finally {
+      rmSync(ws, { recursive: true, force: true });
+    }
+  },
+  ui: async () => {
+    const ws = await workspaceCopy();
+    try {
+      return await run(process.execPath, ["test/ui/run-ui.mjs", "--workspace", ws]);
+    } finally {
+      rmSync(ws, { recursive: true, force: true });
+    }
+  },
+};
+
+ensureNodeModules();
+build();
+const summary = [];
+for (const layer of layers) {
+  console.log(`\n=== npm test: ${layer} ===`);
+  const t0 = Date.now();
+  let r;
+  try {
+    r = await steps[layer]();
+  } catch (err) {
+    console.error(`${layer}: ${err instanceof Error ? err.message : String(err)}`);
+    r = { code: 1, out: "" };
+  }
+  const c = counts(layer, r.out);
+  if (r.code !== 0 && c.failed === 0) c.failed = 1; // a runner that crashed counts as a failure
+  summary.push({ layer, ...c, ok: r.code === 0, seconds: (Date.now() - t0) / 1000 });
+}
+console.log("\n=== npm test: summary ===");
+for (const s of summary) {
+  console.log(`${s.ok ? "ok  " : "FAIL"} ${s.layer.padEnd(12)} ${s.passed} passed, ${s.failed} failed (${s.seconds.toFixed(1)} s)`);
+}
+const passed = summary.reduce((a, s) => a + s.passed, 0);
+const failed = summary.reduce((a, s) => a + s.failed, 0);
+console.log(`total: ${passed} passed, ${failed} failed`);
+process.exit(summary.every((s) => s.ok) ? 0 : 1);

@@ -1,0 +1,28 @@
+/**
+ * The one context object: config, logger, backend and status items, and the
+ * disposables that live as long as the extension.
+ */
+import type * as vscode from "vscode";
+import { BackendManager } from "./backend/manager";
+import { BackendStatusItem } from "./backend/statusItem";
+import { Config } from "./config";
+import { Logger } from "./log";
+
+export class Ctx implements vscode.Disposable {
+  readonly config = new Config();
+  readonly log = new Logger();
+  readonly backend: BackendManager;
+  readonly backendItem: BackendStatusItem;
+  /** Disposed when the extension deactivates. */
+  readonly subscriptions: vscode.Disposable[] = [];
+
+  constructor(readonly extension: vscode.ExtensionContext) {
+    this.backend = new BackendManager(extension.extensionPath, this.config, this.log);
+    this.backendItem = new BackendStatusItem(this.backend);
+    this.subscriptions.push(this.backendItem, this.backend, this.log);
+  }
+
+  dispose(): void {
+    for (const d of this.subscriptions.splice(0).reverse()) d.dispose();
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * Entry point. Activation builds the context, registers commands and listeners and
+ * starts the backend without waiting for it, so activation itself stays fast.
+ */
+import * as vscode from "vscode";
+import type { BackendError, BackendState } from "./backend/manager";
+import { onPythonExtensionChange, resolveInterpreter } from "./backend/interpreter";
+import { registerCommands } from "./commands";
+import { Ctx } from "./ctx";
+import type { StatusResult } from "./protocol";
+
+const loadedAt = performance.now();
+
+/** What `activate` returns: used by the integration tests and by other extensions. */
+export interface GpuWorkbenchApi {
+  readonly activationMs: number;
+  readonly backendState: BackendState;
+  readonly backendError: BackendError | undefined;
+  readonly onDidChangeBackendState: vscode.Event<BackendState>;
+  backendStatus(): Promise<StatusResult>;
+  backendPid(): number | undefined;
+  restartBackend(): Promise<void>;
+}
+
+let ctx: Ctx | undefined;
+
+export function activate(context: vscode.ExtensionContext): GpuWorkbenchApi {
+  const c = new Ctx(context);
+  ctx = c;
+  context.subscriptions.push(c);
+  registerCommands(c);
+
+  c.subscriptions.push(
+    vscode.workspace.onDidChangeConfiguration((e) => {
+      if (c.config.needsRestart(e)) {
+        c.log.info("A setting that needs a backend restart changed; restarting.");
+        void c.backend.restart();
+      }
+    }),
+    vscode.workspace.onDidGrantWorkspaceTrust(() => {
+      c.log.info("The workspace is now trusted; restarting the backend with full capabilities.");
+      void c.backend.restart();
+    }),
+  );
+  void onPythonExtensionChange(c.log, () => void restartIfInterpreterChanged(c)).then((d) =>
+    c.subscriptions.push(d),
+  );
+
+  void c.backend.restart();
+  const activationMs = performance.now() - loadedAt;
+  c.log.info(`GPU Workbench activated in ${activationMs.toFixed(1)} ms`);
+
+  return {
+    activationMs,
+    get backendState() {
+      return c.backend.state;
+    },
+    get backendError() {
+      return c.backend.lastError;
+    },
+    onDidChangeBackendState: c.backend.onDidChangeState,
+    backendStatus: () => c.backend.refreshStatus(),
+    backendPid: () => c.backend.status?.pid,
+    restartBackend: () => c.backend.restart(),
+  };
+}
+
+export function deactivate(): Promise<void> | undefined {
+  const c = ctx;
+  ctx = undefined;
+  return c?.backend.stop();
+}
+
+/** The Python extension switched environments: restart only if ours really changed. */
+async function restartIfInterpreterChanged(c: Ctx): Promise<void> {
+  if (c.config.pythonPath) return; // the setting wins over the Python extension
+  try {
+    const next = await resolveInterpreter(c.config, c.log, vscode.workspace.isTrusted);
+    if (next.executable !== c.backend.interpreter?.executable) {
+      c.log.info(`The Python extension's interpreter changed to ${next.executable}; restarting.`);
+      await c.backend.restart();
+    }
+  } catch {
+    await c.backend.restart(); // let the restart report the problem
+  }
+}
