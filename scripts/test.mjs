@@ -2,7 +2,7 @@
 // suites in a real VS Code, UI tests in Chromium. `npm test -- unit python` runs a subset.
 // It installs what it needs first (npm packages, apt packages, the VS Code server).
 import { spawn } from "node:child_process";
-import { cpSync, mkdtempSync, rmSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { build, ensureNodeModules, ROOT, testPython } from "./setup.mjs";
@@ -41,7 +41,8 @@ function counts(layer, out) {
   };
   if (layer === "unit") return { passed: num(/^# pass (\d+)/gm), failed: num(/^# fail (\d+)/gm) };
   if (layer === "python") return { passed: num(/(\d+) passed/g), failed: num(/(\d+) failed/g) + num(/(\d+) errors?/g) };
-  return { passed: num(/^(\d+) passed, \d+ failed/gm), failed: num(/^\d+ passed, (\d+) failed/gm) };
+  const sum = (re) => [...out.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
+  return { passed: sum(/^(\d+) passed, \d+ failed/gm), failed: sum(/^\d+ passed, (\d+) failed/gm) };
 }
 
 async function workspaceCopy() {
@@ -59,7 +60,19 @@ const steps = {
   integration: async () => {
     const ws = await workspaceCopy();
     try {
-      return await run(process.execPath, ["test/runner/run-integration.mjs", "--workspace", ws]);
+      const trusted = await run(process.execPath, ["test/runner/run-integration.mjs", "--workspace", ws]);
+      // Again in Restricted Mode, in a folder whose settings try to choose the interpreter.
+      mkdirSync(path.join(ws, ".vscode"), { recursive: true });
+      writeFileSync(
+        path.join(ws, ".vscode", "settings.json"),
+        JSON.stringify({ "gpuWorkbench.pythonPath": "/nonexistent/workspace-chosen/python" }),
+      );
+      const restricted = await run(
+        process.execPath,
+        ["test/runner/run-integration.mjs", "--workspace", ws, "--workspace-trust"],
+        { env: { ...process.env, GPUWB_TEST_GREP: "workspace trust" } },
+      );
+      return { code: trusted.code || restricted.code, out: `${trusted.out}\n${restricted.out}` };
     } finally {
       rmSync(ws, { recursive: true, force: true });
     }
