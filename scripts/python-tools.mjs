@@ -13,10 +13,16 @@ const ROOTS = ["server-python", "bench", "examples", "test"];
 const SKIP = new Set(["node_modules", "__pycache__", ".pytest_cache", ".hypothesis", "dist", "out"]);
 
 // One place for the settings; pyproject.toml's [tool.ruff] documents the same for editors.
+// No pyupgrade (UP) rules: they suggest `X | None`, which the backend's dataclass converter
+// would evaluate at run time and Python 3.9 rejects; tests/test_py39_syntax.py guards syntax.
 const SETTINGS = {
   "line-length": 100,
   "target-version": "py39",
-  lint: { select: ["E", "F", "W", "I", "B", "UP", "SIM", "RUF"], ignore: ["E501", "RUF012", "SIM105"] },
+  lint: {
+    select: ["E", "F", "W", "I", "B", "SIM", "RUF"],
+    ignore: ["E501", "RUF012", "SIM105"],
+    isort: { "known-first-party": ["gpu_workbench", "conftest"] },
+  },
   format: { "quote-style": "double" },
 };
 
@@ -59,6 +65,8 @@ if (mode === "lint" || mode === "format") {
       continue;
     }
     for (const d of ws.check(src)) {
+      // Cell files import where a cell needs it.
+      if (d.code === "E402" && f.startsWith("examples")) continue;
       problems++;
       console.log(`${f}:${d.start_location.row}:${d.start_location.column}: ${d.code ?? "syntax"} ${d.message}`);
     }

@@ -39,7 +39,7 @@ function counts(layer, out) {
     const all = [...out.matchAll(re)];
     return all.length ? Number(all[all.length - 1][1]) : 0;
   };
-  if (layer === "unit") return { passed: num(/^# pass (\d+)/gm), failed: num(/^# fail (\d+)/gm) };
+  if (layer === "unit") return { passed: num(/^(?:#|ℹ) pass (\d+)/gm), failed: num(/^(?:#|ℹ) fail (\d+)/gm) };
   if (layer === "python") return { passed: num(/(\d+) passed/g), failed: num(/(\d+) failed/g) + num(/(\d+) errors?/g) };
   const sum = (re) => [...out.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
   return { passed: sum(/^(\d+) passed, \d+ failed/gm), failed: sum(/^\d+ passed, (\d+) failed/gm) };
@@ -54,7 +54,8 @@ async function workspaceCopy() {
 const steps = {
   unit: () => run(process.execPath, ["--test", "--test-reporter=spec", "out/test/unit/"]),
   python: () =>
-    run(testPython(), ["-m", "pytest", "-q", "-p", "no:cacheprovider", "server-python/tests"], {
+    run(testPython(), ["-m", "pytest", "-q", "-p", "no:cacheprovider"], {
+      cwd: path.join(ROOT, "server-python"),
       env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
     }),
   integration: async () => {
@@ -106,7 +107,9 @@ for (const layer of layers) {
 }
 console.log("\n=== npm test: summary ===");
 for (const s of summary) {
-  console.log(`${s.ok ? "ok  " : "FAIL"} ${s.layer.padEnd(12)} ${s.passed} passed, ${s.failed} failed (${s.seconds.toFixed(1)} s)`);
+  console.log(
+    `${s.ok ? "ok  " : "FAIL"} ${s.layer.padEnd(12)} ${s.passed} passed, ${s.failed} failed (${s.seconds.toFixed(1)} s)`,
+  );
 }
 const passed = summary.reduce((a, s) => a + s.passed, 0);
 const failed = summary.reduce((a, s) => a + s.failed, 0);

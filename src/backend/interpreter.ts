@@ -18,9 +18,7 @@ const PYTHON_EXTENSION_ID = "ms-python.python";
 
 interface PythonEnvironmentsApi {
   getActiveEnvironmentPath(resource?: vscode.Uri): { path: string };
-  resolveEnvironment(
-    env: { path: string } | string,
-  ): Promise<{ executable: { uri?: vscode.Uri } } | undefined>;
+  resolveEnvironment(env: { path: string } | string): Promise<{ executable: { uri?: vscode.Uri } } | undefined>;
   onDidChangeActiveEnvironmentPath: vscode.Event<unknown>;
 }
 
@@ -56,11 +54,7 @@ async function pythonExtensionInterpreter(log: Logger): Promise<string | undefin
  * Resolve and probe the interpreter. In an untrusted workspace the Python extension's
  * choice is skipped: it may be a virtual environment inside the untrusted folder.
  */
-export async function resolveInterpreter(
-  config: Config,
-  log: Logger,
-  trusted: boolean,
-): Promise<ResolvedInterpreter> {
+export async function resolveInterpreter(config: Config, log: Logger, trusted: boolean): Promise<ResolvedInterpreter> {
   const setting = config.pythonPath;
   if (setting) {
     log.info(`Using the interpreter from gpuWorkbench.pythonPath: ${setting}`);
@@ -90,10 +84,7 @@ export async function resolveInterpreter(
 }
 
 /** Fires when the Python extension's active environment changes (no-op without it). */
-export async function onPythonExtensionChange(
-  log: Logger,
-  listener: () => void,
-): Promise<vscode.Disposable> {
+export async function onPythonExtensionChange(log: Logger, listener: () => void): Promise<vscode.Disposable> {
   const api = await pythonExtensionApi(log);
   return api ? api.onDidChangeActiveEnvironmentPath(listener) : new vscode.Disposable(() => {});
 }

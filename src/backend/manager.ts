@@ -243,7 +243,7 @@ export class BackendManager implements vscode.Disposable {
 
   private applyTrace(): void {
     const client = this._client;
-    if (!client || !client.isRunning()) return;
+    if (!client?.isRunning()) return;
     const verbose = this.log.channel.logLevel === vscode.LogLevel.Trace;
     void client.setTrace(verbose ? Trace.Verbose : Trace.Off);
   }

@@ -57,11 +57,7 @@ export async function probePython(command: string, timeoutMs = 15_000): Promise<
   } catch (err) {
     const e = err as { code?: string; shortMessage?: string; stderr?: string; timedOut?: boolean };
     if (e.code === "ENOENT" || e.code === "EACCES" || e.code === "ENOTDIR") {
-      throw new PythonError(
-        `Python interpreter "${command}" was not found.`,
-        "missing",
-        e.shortMessage ?? String(err),
-      );
+      throw new PythonError(`Python interpreter "${command}" was not found.`, "missing", e.shortMessage ?? String(err));
     }
     const why = e.timedOut ? "it did not answer within 15 s" : "it failed to run";
     throw new PythonError(
@@ -74,11 +70,7 @@ export async function probePython(command: string, timeoutMs = 15_000): Promise<
   try {
     info = JSON.parse(stdout.trim().split("\n").pop() ?? "");
   } catch {
-    throw new PythonError(
-      `"${command}" does not look like a Python interpreter.`,
-      "broken",
-      stdout,
-    );
+    throw new PythonError(`"${command}" does not look like a Python interpreter.`, "broken", stdout);
   }
   if (!isSupported(info.version)) {
     throw new PythonError(

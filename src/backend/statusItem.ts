@@ -32,8 +32,7 @@ export class BackendStatusItem implements vscode.Disposable {
     const state = this.backend.state;
     const restricted = !vscode.workspace.isTrusted;
     this.item.text = `${ICONS[state]} GPU Workbench${restricted ? " (Restricted)" : ""}`;
-    this.item.backgroundColor =
-      state === "error" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
+    this.item.backgroundColor = state === "error" ? new vscode.ThemeColor("statusBarItem.errorBackground") : undefined;
     this.item.accessibilityInformation = { label: `GPU Workbench backend: ${state}` };
     this.item.tooltip = this.tooltip(state, restricted);
   }

@@ -15,8 +15,18 @@ import { type Backend, startBackend } from "./connection";
 export const EXIT = { ok: 0, failed: 1, usage: 2, backend: 3 } as const;
 
 const GLOBAL_OPTIONS: OptionSpec[] = [
-  { name: "python", takesValue: true, valueName: "PATH", help: "Python (3.9+) for the backend; default $GPUWB_PYTHON, then python3/python on PATH" },
-  { name: "data-dir", takesValue: true, valueName: "DIR", help: "data directory; default $GPUWB_DATA_DIR or ~/.local/share/gpu-workbench" },
+  {
+    name: "python",
+    takesValue: true,
+    valueName: "PATH",
+    help: "Python (3.9+) for the backend; default $GPUWB_PYTHON, then python3/python on PATH",
+  },
+  {
+    name: "data-dir",
+    takesValue: true,
+    valueName: "DIR",
+    help: "data directory; default $GPUWB_DATA_DIR or ~/.local/share/gpu-workbench",
+  },
   { name: "verbose", help: "show the backend's log on stderr" },
   { name: "help", help: "show help" },
 ];

@@ -19,7 +19,9 @@ export function run(): Promise<void> {
   const grep = process.env.GPUWB_TEST_GREP;
   if (grep) mocha.grep(grep);
   const dir = path.join(__dirname, "suite");
-  for (const f of readdirSync(dir).filter((f) => f.endsWith(".test.js")).sort()) {
+  for (const f of readdirSync(dir)
+    .filter((f) => f.endsWith(".test.js"))
+    .sort()) {
     mocha.addFile(path.join(dir, f));
   }
   const tests: TestRecord[] = [];

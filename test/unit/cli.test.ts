@@ -82,7 +82,10 @@ test("--version prints the version", () => {
 });
 
 test("parseOptions handles = and separate values, -h, and --", () => {
-  const spec = [{ name: "python", takesValue: true, help: "" }, { name: "json", help: "" }];
+  const spec = [
+    { name: "python", takesValue: true, help: "" },
+    { name: "json", help: "" },
+  ];
   assert.deepEqual(parseOptions(["--python=py", "--json", "x"], spec), {
     options: { python: "py", json: true },
     positionals: ["x"],

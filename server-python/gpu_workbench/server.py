@@ -1,0 +1,188 @@
+"""The backend: LSP lifecycle plus the table of custom methods and their thin handlers."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional
+
+from . import __version__
+from .data_dir import ensure_data_directory, resolve_data_directory
+from .errors import (
+    INVALID_PARAMS,
+    INVALID_REQUEST,
+    SERVER_NOT_INITIALIZED,
+    RequestCancelled,
+    RpcError,
+)
+from .framing import FrameReader, FrameWriter
+from .log import set_level
+from .options import parse_init_options
+from .parent_watch import ParentWatch
+from .protocol import (
+    InitializeParams,
+    PingParams,
+    PingResult,
+    SleepParams,
+    SleepResult,
+    StatusParams,
+    StatusResult,
+    debug_methods_enabled,
+)
+from .rpc import Connection, RequestContext, Route, Router
+from .status import SERVER_NAME, build_status
+
+log = logging.getLogger(__name__)
+
+_UNINITIALIZED = "uninitialized"
+_RUNNING = "running"
+_SHUTTING_DOWN = "shutting-down"
+
+# How often debug/sleep wakes to check cancellation and report progress.
+_SLEEP_TICK = 0.05
+_SLEEP_REPORT_EVERY = 0.1
+_SLEEP_MAX_SECONDS = 3600.0
+
+
+class Server(Router):
+    """Owns the lifecycle state and serves the custom methods."""
+
+    def __init__(
+        self,
+        environ: Optional[Mapping[str, str]] = None,
+        parent_watch: Optional[ParentWatch] = None,
+    ) -> None:
+        self._environ: Mapping[str, str] = dict(os.environ if environ is None else environ)
+        self._parent_watch = parent_watch
+        self._started = time.monotonic()
+        self._state = _UNINITIALIZED
+        self._shutdown_received = False
+        self._connection: Optional[Connection] = None
+        self.debug_methods = debug_methods_enabled(self._environ)
+        self.data_directory = ""
+        self.trusted = True
+        self._lifecycle: Dict[str, Route] = {
+            "initialize": Route(self._initialize, InitializeParams),
+            "shutdown": Route(self._shutdown),
+            "initialized": Route(self._initialized, kind="notification"),
+            "exit": Route(self._exit, kind="notification"),
+        }
+        # Custom methods; names must match protocol.METHODS (checked by a test).
+        self._methods: Dict[str, Route] = {
+            "workbench/ping": Route(self._ping, PingParams),
+            "workbench/status": Route(self._status, StatusParams),
+        }
+        if self.debug_methods:
+            self._methods["debug/sleep"] = Route(self._debug_sleep, SleepParams, slow=True)
+
+    # ---- running ----
+
+    def run(self, input_stream: BinaryIO, output_stream: BinaryIO) -> int:
+        """Serve until `exit` or end of input; return the process exit code."""
+        self._connection = Connection(FrameReader(input_stream), FrameWriter(output_stream), self)
+        code = self._connection.serve()
+        if code is None:
+            code = 0 if self._shutdown_received else 1
+        log.info("exiting with code %d", code)
+        return code
+
+    def custom_methods(self) -> List[str]:
+        """Names of the custom methods this instance serves."""
+        return sorted(self._methods)
+
+    # ---- routing (lifecycle gate) ----
+
+    def resolve(self, method: str, is_request: bool) -> Optional[Route]:
+        """Find the route for `method`, enforcing LSP lifecycle rules."""
+        route = self._lifecycle.get(method) or self._methods.get(method)
+        if route is not None and (route.kind == "request") != is_request:
+            route = None  # e.g. `exit` sent with an id is simply an unknown request
+        if method == "exit" and route is not None:
+            return route  # exit is honoured in every state
+        if self._state == _UNINITIALIZED:
+            if method == "initialize" and route is not None:
+                return route
+            if is_request:
+                raise RpcError(SERVER_NOT_INITIALIZED, "server not initialized")
+            return None
+        if self._state == _SHUTTING_DOWN:
+            if is_request:
+                raise RpcError(INVALID_REQUEST, "server is shutting down")
+            return None
+        if method == "initialize" and route is not None:
+            raise RpcError(INVALID_REQUEST, "server is already initialized")
+        return route
+
+    # ---- lifecycle handlers ----
+
+    def _initialize(self, ctx: RequestContext, init: InitializeParams) -> Dict[str, Any]:
+        options, warnings = parse_init_options(init.initializationOptions)
+        if options.logLevel is not None:
+            set_level(options.logLevel)
+        for warning in warnings:
+            log.warning("%s", warning)
+        self.trusted = options.trusted
+        self.data_directory = resolve_data_directory(options.dataDirectory, self._environ)
+        ensure_data_directory(self.data_directory)
+        if self._parent_watch is not None:
+            self._parent_watch.watch_pid(init.processId)
+        self._state = _RUNNING
+        log.info(
+            "initialized (client pid %s, data directory %s, trusted %s)",
+            init.processId,
+            self.data_directory,
+            self.trusted,
+        )
+        return {
+            "capabilities": {"experimental": {"gpuWorkbench": {"methods": self.custom_methods()}}},
+            "serverInfo": {"name": SERVER_NAME, "version": __version__},
+        }
+
+    def _initialized(self, ctx: RequestContext, params: Any) -> None:
+        log.debug("client sent initialized")
+
+    def _shutdown(self, ctx: RequestContext, params: Any) -> None:
+        self._state = _SHUTTING_DOWN
+        self._shutdown_received = True
+        log.info("shutdown requested")
+        return None
+
+    def _exit(self, ctx: RequestContext, params: Any) -> None:
+        assert self._connection is not None
+        self._connection.stop(0 if self._shutdown_received else 1)
+
+    # ---- custom method handlers ----
+
+    def _ping(self, ctx: RequestContext, params: PingParams) -> PingResult:
+        return PingResult(payload=params.payload, serverTime=time.time())
+
+    def _status(self, ctx: RequestContext, params: StatusParams) -> StatusResult:
+        return build_status(self._started, self.data_directory, self.trusted, self.custom_methods())
+
+    def _debug_sleep(self, ctx: RequestContext, params: SleepParams) -> SleepResult:
+        seconds = params.seconds
+        if not math.isfinite(seconds) or seconds < 0 or seconds > _SLEEP_MAX_SECONDS:
+            raise RpcError(
+                INVALID_PARAMS,
+                "Invalid params: params.seconds must be between 0 and %d" % _SLEEP_MAX_SECONDS,
+            )
+        progress = ctx.work_done_progress("Sleeping", cancellable=True)
+        progress.begin(message="sleeping %.2fs" % seconds, percentage=0)
+        start = time.monotonic()
+        deadline = start + seconds
+        last_report = start
+        while True:
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            if ctx.cancelled.wait(min(_SLEEP_TICK, deadline - now)):
+                progress.end("cancelled")
+                raise RequestCancelled()
+            now = time.monotonic()
+            if now - last_report >= _SLEEP_REPORT_EVERY:
+                last_report = now
+                progress.report(percentage=int(100 * (now - start) / seconds) if seconds else 100)
+        progress.end("done")
+        return SleepResult(sleptSeconds=time.monotonic() - start)
