@@ -24,7 +24,13 @@ const common = {
 const list = (dir, re) => (existsSync(dir) ? readdirSync(dir).filter((f) => re.test(f)) : []);
 
 const builds = [
-  { ...common, entryPoints: { extension: "src/extension.ts" }, outdir: "dist" },
+  {
+    ...common,
+    entryPoints: { extension: "src/extension.ts" },
+    outdir: "dist",
+    // Stamped before any bundled module runs, so activation time includes loading them.
+    banner: { js: `globalThis.__gpuwbLoadStart = performance.now();\n${common.banner.js}` },
+  },
   {
     ...common,
     entryPoints: { cli: "src/cli/bin.ts" },

@@ -2,7 +2,7 @@
 // code-server@4.100.3) and opens its workbench in Debian's Chromium via playwright-core.
 // Used by run-integration.mjs and the UI tests. See docs in the exported functions.
 
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import net from "node:net";
@@ -293,6 +293,8 @@ function isAlive(pid) {
  * @param {(line: string) => void} [opts.log]
  * @param {boolean} [opts.echo=false]  also echo server output lines to log.
  * @param {number} [opts.port]  listen on this port instead of a free one (npm start).
+ * @param {string[]} [opts.installExtensions]  .vsix files installed into the fresh
+ *   extensions dir before the server starts.
  * @returns {Promise<{port:number, url:string, pid:number, dirs:{root:string, serverData:string, userData:string, extensions:string}, logs:() => string, exited:() => (null|{code:number|null, signal:string|null}), waitForLog:(re:RegExp, timeoutMs?:number) => Promise<string>, stop:() => Promise<void>}>}
  */
 export async function startVsCodeServer({
@@ -306,6 +308,7 @@ export async function startVsCodeServer({
   log = defaultLog,
   echo = false,
   port: fixedPort,
+  installExtensions = [],
 } = {}) {
   if (!vscodeDir) throw new Error("startVsCodeServer: vscodeDir is required (from ensureVsCodeServer())");
   const t0 = Date.now();
@@ -324,6 +327,16 @@ export async function startVsCodeServer({
     if (!settings) continue;
     await fs.mkdir(path.join(dirs.userData, sub), { recursive: true });
     await fs.writeFile(path.join(dirs.userData, sub, "settings.json"), JSON.stringify(settings, null, 2));
+  }
+  for (const vsix of installExtensions) {
+    // The server's own CLI installs a packaged extension into this server's extensions dir.
+    const r = spawnSync(
+      process.execPath,
+      [path.join(vscodeDir, "out", "server-main.js"), "--install-extension", vsix, "--extensions-dir", dirs.extensions, "--server-data-dir", dirs.serverData, "--user-data-dir", dirs.userData, "--accept-server-license-terms"],
+      { encoding: "utf8", timeout: 120_000 },
+    );
+    if (r.status !== 0) throw new Error(`installing ${vsix} failed: ${r.stderr || r.stdout}`);
+    log(`[vscode-server] installed ${path.basename(vsix)}`);
   }
   const port = fixedPort ?? (await freePort());
   const serverArgs = [

@@ -5,6 +5,8 @@
 //   node test/ui/run-ui.mjs [--workspace DIR]
 //
 // Prints one line per test and closes with "N passed, N failed"; exit 0 iff all passed.
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -44,14 +46,15 @@ async function openFile(page, name) {
 const tests = [];
 const test = (title, fn) => tests.push({ title, fn });
 
-async function withWorkbench(vscodeDir, userSettings, fn) {
-  const server = await startVsCodeServer({ vscodeDir, userSettings, log });
+/** A fresh VS Code with the development extension, or with `vsix` installed instead. */
+async function withWorkbench(vscodeDir, userSettings, fn, vsix) {
+  const server = await startVsCodeServer({ vscodeDir, userSettings, log, installExtensions: vsix ? [vsix] : [] });
   let wb;
   try {
     wb = await openWorkbench({
       url: server.url,
       folder: workspace,
-      extensionDevelopmentPath: ROOT,
+      extensionDevelopmentPath: vsix ? undefined : ROOT,
       screenshotsDir: SHOTS,
       log,
     });
@@ -104,6 +107,30 @@ test("a missing Python shows one clear error with Select Python… and Show Logs
     await page.locator(".quick-input-widget", { hasText: "Enter interpreter path" }).waitFor({ timeout: 15_000 });
     await screenshot("select-python");
   });
+});
+
+test("the packaged .vsix installs into VS Code and its backend starts", async (vscodeDir) => {
+  const build = spawnSync("npm", ["run", "package"], { cwd: ROOT, encoding: "utf8" });
+  if (build.status !== 0) throw new Error(`npm run package failed:\n${build.stdout}\n${build.stderr}`);
+  const version = JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).version;
+  const vsix = path.join(ROOT, `gpu-workbench-${version}.vsix`);
+  try {
+    await withWorkbench(
+      vscodeDir,
+      {},
+      async ({ page, screenshot }) => {
+        await openFile(page, "quickstart.py");
+        await page.locator(STATUS_READY).waitFor({ timeout: 90_000 });
+        await runFromPalette(page, "GPU Workbench: Show Backend Status");
+        await page.locator(".notification-toast", { hasText: "is ready on Python" }).waitFor({ timeout: 30_000 });
+        await screenshot("vsix-installed");
+      },
+      vsix,
+    );
+  } finally {
+    // Leave development bundles (with test modules and source maps) for later layers.
+    spawnSync(process.execPath, ["esbuild.mjs"], { cwd: ROOT });
+  }
 });
 
 const vscodeDir = await ensureVsCodeServer({ log });
