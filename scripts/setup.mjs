@@ -18,13 +18,13 @@ function mustRun(cmd, args, opts) {
   if (code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed with exit code ${code}`);
 }
 
-/** `npm ci` when node_modules is missing or older than the lock file. */
+/** `npm install` (honouring the lock file) when node_modules is missing or older than it. */
 export function ensureNodeModules() {
   const lock = path.join(ROOT, "package-lock.json");
   const marker = path.join(ROOT, "node_modules", ".package-lock.json");
   if (existsSync(marker) && (!existsSync(lock) || statSync(marker).mtimeMs >= statSync(lock).mtimeMs)) return;
   console.log("setup: installing npm packages…");
-  mustRun("npm", [existsSync(lock) ? "ci" : "install", "--no-audit", "--no-fund"]);
+  mustRun("npm", ["install", "--no-audit", "--no-fund"]);
 }
 
 export function build() {
