@@ -332,7 +332,18 @@ export async function startVsCodeServer({
     // The server's own CLI installs a packaged extension into this server's extensions dir.
     const r = spawnSync(
       process.execPath,
-      [path.join(vscodeDir, "out", "server-main.js"), "--install-extension", vsix, "--extensions-dir", dirs.extensions, "--server-data-dir", dirs.serverData, "--user-data-dir", dirs.userData, "--accept-server-license-terms"],
+      [
+        path.join(vscodeDir, "out", "server-main.js"),
+        "--install-extension",
+        vsix,
+        "--extensions-dir",
+        dirs.extensions,
+        "--server-data-dir",
+        dirs.serverData,
+        "--user-data-dir",
+        dirs.userData,
+        "--accept-server-license-terms",
+      ],
       { encoding: "utf8", timeout: 120_000 },
     );
     if (r.status !== 0) throw new Error(`installing ${vsix} failed: ${r.stderr || r.stdout}`);
