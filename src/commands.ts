@@ -37,7 +37,47 @@ const COMMANDS: Record<string, { run: Handler } | { withClient: ClientHandler }>
     },
   },
   "gpuWorkbench.selectPython": { run: (ctx) => selectPython(ctx) },
+  "gpuWorkbench.listKernels": { withClient: (ctx) => listKernels(ctx) },
+  "gpuWorkbench.interruptKernel": {
+    withClient: async (ctx, _client, kernelId) => {
+      const id = typeof kernelId === "string" ? kernelId : (await ctx.kernels.pick("Interrupt kernel"))?.kernelId;
+      if (!id) return undefined;
+      const r = await ctx.kernels.interrupt(id);
+      if (r.outcome === "killed") {
+        const choice = await vscode.window.showWarningMessage(
+          "The kernel did not stop after the interrupt and was killed; its variables are lost.",
+          "Restart Kernel",
+        );
+        if (choice) await ctx.kernels.restart(id);
+      }
+      return r;
+    },
+  },
+  "gpuWorkbench.restartKernel": {
+    withClient: async (ctx, _client, kernelId) => {
+      const id = typeof kernelId === "string" ? kernelId : (await ctx.kernels.pick("Restart kernel"))?.kernelId;
+      return id ? ctx.kernels.restart(id) : undefined;
+    },
+  },
+  "gpuWorkbench.shutdownKernel": {
+    withClient: async (ctx, _client, kernelId) => {
+      const id = typeof kernelId === "string" ? kernelId : (await ctx.kernels.pick("Shut down kernel"))?.kernelId;
+      return id ? ctx.kernels.shutdown(id) : undefined;
+    },
+  },
 };
+
+/** List kernels; picking one offers what can be done with it. */
+async function listKernels(ctx: Ctx): Promise<void> {
+  const kernel = await ctx.kernels.pick("GPU Workbench kernels");
+  if (!kernel) return;
+  const action = await vscode.window.showQuickPick(["Interrupt", "Restart", "Shut Down"], {
+    title: `Kernel ${kernel.name || kernel.kernelId} (pid ${kernel.pid})`,
+  });
+  if (action === "Interrupt") await vscode.commands.executeCommand("gpuWorkbench.interruptKernel", kernel.kernelId);
+  if (action === "Restart") await ctx.kernels.restart(kernel.kernelId);
+  if (action === "Shut Down") await ctx.kernels.shutdown(kernel.kernelId);
+}
 
 export function registerCommands(ctx: Ctx): void {
   for (const [id, spec] of Object.entries(COMMANDS)) {

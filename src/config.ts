@@ -5,6 +5,10 @@ import * as vscode from "vscode";
 
 export const SECTION = "gpuWorkbench";
 
+/** VS Code's variable in settings, expanded by us (it is not a template literal). */
+// biome-ignore lint/suspicious/noTemplateCurlyInString: the literal VS Code variable
+const WORKSPACE_FOLDER = "${workspaceFolder}";
+
 /** Settings whose change restarts the backend. */
 export const RESTART_SETTINGS = [`${SECTION}.pythonPath`, `${SECTION}.dataDirectory`] as const;
 
@@ -32,6 +36,40 @@ export class Config {
   get maxRestarts(): number {
     const n = this.cfg.get<number>("backend.maxRestarts", 5);
     return Number.isInteger(n) && n >= 0 ? n : 5;
+  }
+
+  /** Interpreter for kernels; empty means the backend's. Restricted like pythonPath. */
+  get kernelPythonPath(): string {
+    return expandHome(this.cfg.get<string>("kernels.pythonPath", "").trim());
+  }
+
+  get kernelIdleTimeoutMinutes(): number {
+    const n = this.cfg.get<number>("kernels.idleTimeoutMinutes", 720);
+    return Number.isFinite(n) && n >= 0 ? n : 720;
+  }
+
+  get kernelInterruptGraceSeconds(): number {
+    const n = this.cfg.get<number>("kernels.interruptGraceSeconds", 3);
+    return Number.isFinite(n) && n > 0 ? n : 3;
+  }
+
+  get kernelWorkingDirectory(): "file" | "workspace" {
+    return this.cfg.get<string>("kernels.workingDirectory", "file") === "workspace" ? "workspace" : "file";
+  }
+
+  get kernelEnv(): Record<string, string> {
+    const env = this.cfg.get<Record<string, unknown>>("kernels.env", {});
+    const out: Record<string, string> = {};
+    for (const [k, v] of Object.entries(env ?? {})) if (typeof v === "string") out[k] = v;
+    return out;
+  }
+
+  /** The .env file for kernels, with `${workspaceFolder}` expanded; undefined when unset. */
+  kernelEnvFile(workspaceFolder: string | undefined): string | undefined {
+    const raw = this.cfg.get<string>("kernels.envFile", `${WORKSPACE_FOLDER}/.env`).trim();
+    if (!raw) return undefined;
+    if (raw.includes(WORKSPACE_FOLDER) && !workspaceFolder) return undefined;
+    return expandHome(raw.replace(WORKSPACE_FOLDER, workspaceFolder ?? ""));
   }
 
   /** Persist an interpreter choice in user settings (never workspace: it is machine-specific). */

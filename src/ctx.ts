@@ -6,6 +6,7 @@ import type * as vscode from "vscode";
 import { BackendManager } from "./backend/manager";
 import { BackendStatusItem } from "./backend/statusItem";
 import { Config } from "./config";
+import { KernelService } from "./kernels/service";
 import { Logger } from "./log";
 
 export class Ctx implements vscode.Disposable {
@@ -13,13 +14,15 @@ export class Ctx implements vscode.Disposable {
   readonly log = new Logger();
   readonly backend: BackendManager;
   readonly backendItem: BackendStatusItem;
+  readonly kernels: KernelService;
   /** Disposed when the extension deactivates. */
   readonly subscriptions: vscode.Disposable[] = [];
 
   constructor(readonly extension: vscode.ExtensionContext) {
     this.backend = new BackendManager(extension.extensionPath, this.config, this.log);
     this.backendItem = new BackendStatusItem(this.backend);
-    this.subscriptions.push(this.backendItem, this.backend, this.log);
+    this.kernels = new KernelService(this.backend, this.config, this.log, extension.workspaceState);
+    this.subscriptions.push(this.kernels, this.backendItem, this.backend, this.log);
   }
 
   dispose(): void {

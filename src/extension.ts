@@ -7,6 +7,7 @@ import { onPythonExtensionChange, resolveInterpreter } from "./backend/interpret
 import type { BackendError, BackendState } from "./backend/manager";
 import { registerCommands } from "./commands";
 import { Ctx } from "./ctx";
+import type { KernelService } from "./kernels/service";
 import type { StatusResult } from "./protocol";
 
 // Set by the bundle's first line (esbuild.mjs), so bundle evaluation counts too.
@@ -23,6 +24,7 @@ export interface GpuWorkbenchApi {
   backendStatus(): Promise<StatusResult>;
   backendPid(): number | undefined;
   restartBackend(): Promise<void>;
+  readonly kernels: KernelService;
 }
 
 let ctx: Ctx | undefined;
@@ -75,6 +77,7 @@ export function activate(context: vscode.ExtensionContext): GpuWorkbenchApi {
     backendStatus: () => c.backend.refreshStatus(),
     backendPid: () => c.backend.status?.pid,
     restartBackend: () => c.backend.restart(),
+    kernels: c.kernels,
   };
 }
 

@@ -6,7 +6,7 @@
  *
  * This module must not import `vscode`: the CLI and unit tests use it too.
  */
-import { RequestType, RequestType0 } from "vscode-jsonrpc";
+import { NotificationType, RequestType, RequestType0 } from "vscode-jsonrpc";
 
 // ---- records -------------------------------------------------------------------------
 
@@ -43,10 +43,192 @@ export interface InitializationOptions {
   logLevel?: "trace" | "debug" | "info" | "warning" | "error";
 }
 
+// ---- kernels -------------------------------------------------------------------------
+
+export type KernelState = "starting" | "idle" | "busy" | "dead" | "exited";
+
+export interface KernelInfo {
+  kernelId: string;
+  name: string;
+  pid: number;
+  python: string;
+  pythonVersion: string;
+  cwd: string;
+  state: KernelState;
+  createdAt: number;
+  lastSeq: number;
+  queue: string[];
+  idleTimeoutSeconds: number;
+}
+
+export interface KernelStartParams {
+  python?: string;
+  cwd?: string;
+  env?: Record<string, string>;
+  envFile?: string;
+  name?: string;
+  idleTimeoutSeconds?: number;
+}
+
+export interface KernelRef {
+  kernelId: string;
+}
+
+export interface KernelExecuteParams {
+  kernelId: string;
+  code: string;
+  /** The file the code came from, so tracebacks point at it. */
+  file?: string;
+  /** 0-based line in `file` where the code starts. */
+  line?: number;
+  stopOnError?: boolean;
+  executionId?: string;
+}
+
+export interface KernelExecuteResult {
+  executionId: string;
+  /** 0 when it runs now. */
+  queuePosition: number;
+}
+
+export interface KernelInterruptParams {
+  kernelId: string;
+  graceSeconds?: number;
+}
+
+export interface KernelInterruptResult {
+  outcome: "interrupted" | "killed" | "idle";
+}
+
+export interface KernelListResult {
+  kernels: KernelInfo[];
+}
+
+export interface KernelAttachParams {
+  kernelId: string;
+  /** The last seq this client has seen; events after it are replayed. */
+  since?: number;
+}
+
+export interface KernelInputReplyParams {
+  kernelId: string;
+  executionId: string;
+  value: string;
+}
+
+export interface Variable {
+  name: string;
+  type: string;
+  shape: number[] | null;
+  length: number | null;
+  dtype: string | null;
+  size: number | null;
+  repr: string;
+}
+
+export interface KernelVariablesResult {
+  variables: Variable[];
+}
+
+/** Outputs follow the Jupyter notebook format's shapes (mime bundles, base64 images). */
+export type MimeBundle = Record<string, unknown>;
+
+export interface ErrorFrame {
+  file: string;
+  line: number;
+  name: string;
+}
+
+/** A kernel's journaled message (see server-python/gpu_workbench/kernels/PROTOCOL.md). */
+export type KernelEvent = { seq: number } & (
+  | { type: "start"; pid: number; python: string; pythonVersion: string; cwd: string }
+  | { type: "status"; state: "idle" | "busy"; executionId?: string; queue: string[] }
+  | { type: "execute_input"; executionId: string; executionCount: number }
+  | { type: "stream"; executionId: string; name: "stdout" | "stderr"; text: string }
+  | { type: "display_data"; executionId: string; data: MimeBundle; metadata: Record<string, unknown> }
+  | {
+      type: "execute_result";
+      executionId: string;
+      executionCount: number;
+      data: MimeBundle;
+      metadata: Record<string, unknown>;
+    }
+  | {
+      type: "error";
+      executionId: string;
+      ename: string;
+      evalue: string;
+      traceback: string[];
+      frames: ErrorFrame[];
+    }
+  | { type: "input_request"; executionId: string; prompt: string; password: boolean }
+  | {
+      type: "reply";
+      executionId: string;
+      status: "ok" | "error" | "interrupted" | "aborted" | "died";
+      executionCount: number | null;
+      durationMs: number;
+    }
+  | { type: "exit"; reason: "shutdown" | "idle" }
+  | { type: "died"; exitCode: number | null; signal: string | null; stderrTail: string[] }
+);
+
+/** Replay could not reach back this far: these seqs were rotated out of the journal. */
+export interface KernelGap {
+  type: "gap";
+  from: number;
+  to: number;
+}
+
+export interface KernelEventParams {
+  kernelId: string;
+  event: KernelEvent | KernelGap;
+}
+
+// ---- cells ---------------------------------------------------------------------------
+
+export interface CellsParseParams {
+  text: string;
+  /** Marker regexes; default `# %%`, `#%%`, `# In[ ]:`. */
+  markers?: string[];
+}
+
+export interface Cell {
+  index: number;
+  kind: "code" | "markdown";
+  title: string;
+  /** 0-based line of the marker (0 for a leading cell without one). */
+  startLine: number;
+  /** 0-based first line of the body. */
+  codeStartLine: number;
+  /** 0-based last line, inclusive. */
+  endLine: number;
+  code: string;
+}
+
+export interface CellsParseResult {
+  cells: Cell[];
+}
+
 // ---- methods -------------------------------------------------------------------------
 
 export const status = new RequestType0<StatusResult, void>("workbench/status");
 export const ping = new RequestType<PingParams, PingResult, void>("workbench/ping");
+
+export const kernelStart = new RequestType<KernelStartParams, KernelInfo, void>("kernel/start");
+export const kernelExecute = new RequestType<KernelExecuteParams, KernelExecuteResult, void>("kernel/execute");
+export const kernelInterrupt = new RequestType<KernelInterruptParams, KernelInterruptResult, void>("kernel/interrupt");
+export const kernelRestart = new RequestType<KernelRef, KernelInfo, void>("kernel/restart");
+export const kernelShutdown = new RequestType<KernelRef, KernelRef, void>("kernel/shutdown");
+export const kernelList = new RequestType<Record<string, never>, KernelListResult, void>("kernel/list");
+export const kernelAttach = new RequestType<KernelAttachParams, KernelInfo, void>("kernel/attach");
+export const kernelInputReply = new RequestType<KernelInputReplyParams, Record<string, never>, void>(
+  "kernel/inputReply",
+);
+export const kernelVariables = new RequestType<KernelRef, KernelVariablesResult, void>("kernel/variables");
+export const kernelEvent = new NotificationType<KernelEventParams>("kernel/event");
+
+export const cellsParse = new RequestType<CellsParseParams, CellsParseResult, void>("cells/parse");
 
 // ---- errors --------------------------------------------------------------------------
 
@@ -87,14 +269,15 @@ export function errorData(err: unknown): ErrorData | undefined {
 
 /**
  * A shape lists every key of T exactly once: `true` for a leaf, a nested shape for a
- * record. The compiler rejects a missing or an extra key, so the spec cannot drift from
- * the interfaces above.
+ * record whose fields the other side declares too (a dataclass in protocol.py). Free-form
+ * objects (dicts, event unions) are leaves. The compiler rejects a missing or an extra key,
+ * so the spec cannot drift from the interfaces above.
  */
 export type Shape<T> = {
   [K in keyof Required<T>]-?: NonNullable<T[K]> extends readonly unknown[]
     ? true
     : NonNullable<T[K]> extends object
-      ? Shape<NonNullable<T[K]>>
+      ? Shape<NonNullable<T[K]>> | true
       : true;
 };
 
@@ -107,6 +290,22 @@ interface MethodSpec {
   params: object | null;
   result: object | null;
 }
+
+const KERNEL_INFO = shape<KernelInfo>({
+  kernelId: true,
+  name: true,
+  pid: true,
+  python: true,
+  pythonVersion: true,
+  cwd: true,
+  state: true,
+  createdAt: true,
+  lastSeq: true,
+  queue: true,
+  idleTimeoutSeconds: true,
+});
+
+const KERNEL_REF = shape<KernelRef>({ kernelId: true });
 
 /** Every custom method, keyed by name, with the shapes of its params and result. */
 export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
@@ -128,6 +327,63 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
     kind: "request",
     params: shape<PingParams>({ payload: true }),
     result: shape<PingResult>({ payload: true, serverTime: true }),
+  },
+  [kernelStart.method]: {
+    kind: "request",
+    params: shape<KernelStartParams>({
+      python: true,
+      cwd: true,
+      env: true,
+      envFile: true,
+      name: true,
+      idleTimeoutSeconds: true,
+    }),
+    result: KERNEL_INFO,
+  },
+  [kernelExecute.method]: {
+    kind: "request",
+    params: shape<KernelExecuteParams>({
+      kernelId: true,
+      code: true,
+      file: true,
+      line: true,
+      stopOnError: true,
+      executionId: true,
+    }),
+    result: shape<KernelExecuteResult>({ executionId: true, queuePosition: true }),
+  },
+  [kernelInterrupt.method]: {
+    kind: "request",
+    params: shape<KernelInterruptParams>({ kernelId: true, graceSeconds: true }),
+    result: shape<KernelInterruptResult>({ outcome: true }),
+  },
+  [kernelRestart.method]: { kind: "request", params: KERNEL_REF, result: KERNEL_INFO },
+  [kernelShutdown.method]: { kind: "request", params: KERNEL_REF, result: KERNEL_REF },
+  [kernelList.method]: { kind: "request", params: {}, result: shape<KernelListResult>({ kernels: true }) },
+  [kernelAttach.method]: {
+    kind: "request",
+    params: shape<KernelAttachParams>({ kernelId: true, since: true }),
+    result: KERNEL_INFO,
+  },
+  [kernelInputReply.method]: {
+    kind: "request",
+    params: shape<KernelInputReplyParams>({ kernelId: true, executionId: true, value: true }),
+    result: {},
+  },
+  [kernelVariables.method]: {
+    kind: "request",
+    params: KERNEL_REF,
+    result: shape<KernelVariablesResult>({ variables: true }),
+  },
+  [kernelEvent.method]: {
+    kind: "notification",
+    params: shape<KernelEventParams>({ kernelId: true, event: true }),
+    result: null,
+  },
+  [cellsParse.method]: {
+    kind: "request",
+    params: shape<CellsParseParams>({ text: true, markers: true }),
+    result: shape<CellsParseResult>({ cells: true }),
   },
 };
 

@@ -53,6 +53,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
         args = typing.get_args(tp)
         if value is None and _NONE_TYPE in args:
             return None
+        options = [a for a in args if a is not _NONE_TYPE]
+        if len(options) == 1 and typing.get_origin(options[0]) in (list, dict):
+            # Optional container: report the offending element, not just the container.
+            return _convert(options[0], value, path)
         for arg in args:
             if arg is _NONE_TYPE:
                 continue

@@ -14,7 +14,8 @@ from typing import Any, BinaryIO, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
-MAX_CONTENT_LENGTH = 64 * 1024 * 1024
+# Above kernel/execute's 64 MiB code limit, so oversized code gets a proper error reply.
+MAX_CONTENT_LENGTH = 128 * 1024 * 1024
 # A header block this long without its blank line is garbage, not a slow header.
 MAX_HEADER_BYTES = 8 * 1024
 _CHUNK = 64 * 1024

@@ -101,6 +101,148 @@ class SleepResult:
     sleptSeconds: float
 
 
+# ---- kernel/* ----
+
+
+@dataclass
+class KernelInfo:
+    kernelId: str
+    name: str
+    pid: Optional[int]  # the kernel process (its process group leader); None if unknown
+    python: str
+    pythonVersion: str
+    cwd: str
+    state: str  # "starting" | "idle" | "busy" | "dead" | "exited"
+    createdAt: float  # unix seconds
+    lastSeq: int  # last journal seq this backend has forwarded (or on disk, if not attached)
+    queue: List[str]  # executionIds waiting behind the running one
+    idleTimeoutSeconds: float
+
+
+@dataclass
+class KernelStartParams:
+    python: Optional[str] = None  # default: the backend's own interpreter
+    cwd: Optional[str] = None
+    env: Optional[Dict[str, str]] = None  # wins over envFile, which wins over the backend's env
+    envFile: Optional[str] = None  # relative paths are resolved against cwd
+    name: Optional[str] = None
+    idleTimeoutSeconds: Optional[float] = None  # 0 or absent: never
+
+
+@dataclass
+class KernelExecuteParams:
+    kernelId: str
+    code: str
+    file: Optional[str] = None
+    line: Optional[int] = None  # 0-based line in `file` where `code` starts
+    stopOnError: Optional[bool] = None
+    executionId: Optional[str] = None  # default: generated
+
+
+@dataclass
+class KernelExecuteResult:
+    executionId: str
+    queuePosition: int  # 0 = runs now
+
+
+@dataclass
+class KernelInterruptParams:
+    kernelId: str
+    graceSeconds: Optional[float] = None  # default 3
+
+
+@dataclass
+class KernelInterruptResult:
+    outcome: str  # "interrupted" | "killed" | "idle"
+
+
+@dataclass
+class KernelIdParams:
+    kernelId: str
+
+
+@dataclass
+class KernelIdResult:
+    kernelId: str
+
+
+@dataclass
+class KernelListParams:
+    pass
+
+
+@dataclass
+class KernelListResult:
+    kernels: List[KernelInfo]
+
+
+@dataclass
+class KernelAttachParams:
+    kernelId: str
+    since: Optional[int] = None  # last seq the client has; 0 (default) replays everything
+
+
+@dataclass
+class KernelInputReplyParams:
+    kernelId: str
+    executionId: str
+    value: str
+
+
+@dataclass
+class EmptyResult:
+    pass
+
+
+@dataclass
+class Variable:
+    name: str
+    type: str
+    shape: Optional[List[int]]
+    length: Optional[int]
+    dtype: Optional[str]
+    size: Optional[int]
+    repr: str
+
+
+@dataclass
+class KernelVariablesResult:
+    variables: List[Variable]
+
+
+@dataclass
+class KernelEventParams:
+    """Server->client notification: one worker message, verbatim (or a `gap`)."""
+
+    kernelId: str
+    event: Dict[str, Any]
+
+
+# ---- cells/parse ----
+
+
+@dataclass
+class CellsParseParams:
+    text: str
+    markers: Optional[List[str]] = None  # regexes matched at line start; default the standard ones
+
+
+@dataclass
+class Cell:
+    index: int
+    kind: str  # "code" | "markdown"
+    title: str
+    startLine: int  # 0-based line of the marker (0 for a leading cell without one)
+    codeStartLine: int  # first line of the body
+    endLine: int  # last line, inclusive (trailing blank lines excluded)
+    code: str
+
+
+@dataclass
+class CellsParseResult:
+    cells: List[Cell]
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """One custom method: its name, kind and the dataclasses of its params and result."""
@@ -110,6 +252,7 @@ class MethodInfo:
     params: Any
     result: Any = None
     debug_only: bool = False
+    to_client: bool = False  # a notification the server sends (kernel/event), not one it serves
 
 
 METHODS: Dict[str, MethodInfo] = {
@@ -118,6 +261,17 @@ METHODS: Dict[str, MethodInfo] = {
         MethodInfo("workbench/ping", "request", PingParams, PingResult),
         MethodInfo("workbench/status", "request", StatusParams, StatusResult),
         MethodInfo("debug/sleep", "request", SleepParams, SleepResult, debug_only=True),
+        MethodInfo("kernel/start", "request", KernelStartParams, KernelInfo),
+        MethodInfo("kernel/execute", "request", KernelExecuteParams, KernelExecuteResult),
+        MethodInfo("kernel/interrupt", "request", KernelInterruptParams, KernelInterruptResult),
+        MethodInfo("kernel/restart", "request", KernelIdParams, KernelInfo),
+        MethodInfo("kernel/shutdown", "request", KernelIdParams, KernelIdResult),
+        MethodInfo("kernel/list", "request", KernelListParams, KernelListResult),
+        MethodInfo("kernel/attach", "request", KernelAttachParams, KernelInfo),
+        MethodInfo("kernel/inputReply", "request", KernelInputReplyParams, EmptyResult),
+        MethodInfo("kernel/variables", "request", KernelIdParams, KernelVariablesResult),
+        MethodInfo("kernel/event", "notification", KernelEventParams, to_client=True),
+        MethodInfo("cells/parse", "request", CellsParseParams, CellsParseResult),
     )
 }
 

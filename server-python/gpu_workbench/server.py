@@ -9,20 +9,40 @@ import time
 from typing import Any, BinaryIO, Dict, List, Mapping, Optional
 
 from . import __version__
+from .cells import MarkerError, parse_cells
 from .data_dir import ensure_data_directory, resolve_data_directory
 from .errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     SERVER_NOT_INITIALIZED,
+    ApplicationError,
     RequestCancelled,
     RpcError,
 )
 from .framing import FrameReader, FrameWriter
+from .kernels.manager import KernelManager
 from .log import set_level
 from .options import parse_init_options
 from .parent_watch import ParentWatch
 from .protocol import (
+    METHODS,
+    CellsParseParams,
+    CellsParseResult,
+    EmptyResult,
     InitializeParams,
+    KernelAttachParams,
+    KernelExecuteParams,
+    KernelExecuteResult,
+    KernelIdParams,
+    KernelIdResult,
+    KernelInfo,
+    KernelInputReplyParams,
+    KernelInterruptParams,
+    KernelInterruptResult,
+    KernelListParams,
+    KernelListResult,
+    KernelStartParams,
+    KernelVariablesResult,
     PingParams,
     PingResult,
     SleepParams,
@@ -63,6 +83,7 @@ class Server(Router):
         self.debug_methods = debug_methods_enabled(self._environ)
         self.data_directory = ""
         self.trusted = True
+        self._kernels: Optional[KernelManager] = None
         self._lifecycle: Dict[str, Route] = {
             "initialize": Route(self._initialize, InitializeParams),
             "shutdown": Route(self._shutdown),
@@ -73,7 +94,20 @@ class Server(Router):
         self._methods: Dict[str, Route] = {
             "workbench/ping": Route(self._ping, PingParams),
             "workbench/status": Route(self._status, StatusParams),
+            "cells/parse": Route(self._cells_parse, CellsParseParams),
+            "kernel/start": Route(self._kernel_start, KernelStartParams, slow=True),
+            # On the read loop, so executions reach the kernel in the order they were sent.
+            "kernel/execute": Route(self._kernel_execute, KernelExecuteParams),
+            "kernel/interrupt": Route(self._kernel_interrupt, KernelInterruptParams, slow=True),
+            "kernel/restart": Route(self._kernel_restart, KernelIdParams, slow=True),
+            "kernel/shutdown": Route(self._kernel_shutdown, KernelIdParams, slow=True),
+            "kernel/list": Route(self._kernel_list, KernelListParams, slow=True),
+            "kernel/attach": Route(self._kernel_attach, KernelAttachParams, slow=True),
+            "kernel/inputReply": Route(self._kernel_input_reply, KernelInputReplyParams),
+            "kernel/variables": Route(self._kernel_variables, KernelIdParams, slow=True),
         }
+        # Notifications this server sends; advertised with the methods it serves.
+        self._sends = sorted(name for name, info in METHODS.items() if info.to_client)
         if self.debug_methods:
             self._methods["debug/sleep"] = Route(self._debug_sleep, SleepParams, slow=True)
 
@@ -82,15 +116,19 @@ class Server(Router):
     def run(self, input_stream: BinaryIO, output_stream: BinaryIO) -> int:
         """Serve until `exit` or end of input; return the process exit code."""
         self._connection = Connection(FrameReader(input_stream), FrameWriter(output_stream), self)
-        code = self._connection.serve()
+        try:
+            code = self._connection.serve()
+        finally:
+            if self._kernels is not None:
+                self._kernels.close()  # connections only: kernels are detached and keep running
         if code is None:
             code = 0 if self._shutdown_received else 1
         log.info("exiting with code %d", code)
         return code
 
     def custom_methods(self) -> List[str]:
-        """Names of the custom methods this instance serves."""
-        return sorted(self._methods)
+        """Names of the custom methods this instance serves or sends."""
+        return sorted(list(self._methods) + self._sends)
 
     # ---- routing (lifecycle gate) ----
 
@@ -126,6 +164,7 @@ class Server(Router):
         self.trusted = options.trusted
         self.data_directory = resolve_data_directory(options.dataDirectory, self._environ)
         ensure_data_directory(self.data_directory)
+        self._kernels = KernelManager(self.data_directory, self._notify, self._environ)
         if self._parent_watch is not None:
             self._parent_watch.watch_pid(init.processId)
         self._state = _RUNNING
@@ -147,6 +186,8 @@ class Server(Router):
         self._state = _SHUTTING_DOWN
         self._shutdown_received = True
         log.info("shutdown requested")
+        if self._kernels is not None:
+            self._kernels.close()
         return None
 
     def _exit(self, ctx: RequestContext, params: Any) -> None:
@@ -186,3 +227,64 @@ class Server(Router):
                 progress.report(percentage=int(100 * (now - start) / seconds) if seconds else 100)
         progress.end("done")
         return SleepResult(sleptSeconds=time.monotonic() - start)
+
+    # ---- cells ----
+
+    def _cells_parse(self, ctx: RequestContext, params: CellsParseParams) -> CellsParseResult:
+        try:
+            return CellsParseResult(cells=parse_cells(params.text, params.markers))
+        except MarkerError as exc:
+            raise RpcError(INVALID_PARAMS, "Invalid params: params.%s" % exc) from None
+
+    # ---- kernels ----
+
+    def _notify(self, method: str, params: Dict[str, Any]) -> None:
+        if self._connection is not None:
+            self._connection.notify(method, params)
+
+    def _kernel_manager(self) -> KernelManager:
+        if not self.trusted:
+            raise ApplicationError(
+                "Untrusted",
+                "Kernels cannot run in an untrusted workspace",
+                hint="Trust the folder to run code in kernels",
+            )
+        assert self._kernels is not None  # set by initialize, which gates every method
+        return self._kernels
+
+    def _kernel_start(self, ctx: RequestContext, params: KernelStartParams) -> KernelInfo:
+        return self._kernel_manager().start(params)
+
+    def _kernel_execute(
+        self, ctx: RequestContext, params: KernelExecuteParams
+    ) -> KernelExecuteResult:
+        return self._kernel_manager().execute(params)
+
+    def _kernel_interrupt(
+        self, ctx: RequestContext, params: KernelInterruptParams
+    ) -> KernelInterruptResult:
+        return self._kernel_manager().interrupt(params)
+
+    def _kernel_restart(self, ctx: RequestContext, params: KernelIdParams) -> KernelInfo:
+        return self._kernel_manager().restart(params.kernelId)
+
+    def _kernel_shutdown(self, ctx: RequestContext, params: KernelIdParams) -> KernelIdResult:
+        self._kernel_manager().shutdown(params.kernelId)
+        return KernelIdResult(kernelId=params.kernelId)
+
+    def _kernel_list(self, ctx: RequestContext, params: KernelListParams) -> KernelListResult:
+        return KernelListResult(kernels=self._kernel_manager().list())
+
+    def _kernel_attach(self, ctx: RequestContext, params: KernelAttachParams) -> KernelInfo:
+        return self._kernel_manager().attach(params)
+
+    def _kernel_input_reply(
+        self, ctx: RequestContext, params: KernelInputReplyParams
+    ) -> EmptyResult:
+        self._kernel_manager().input_reply(params.kernelId, params.executionId, params.value)
+        return EmptyResult()
+
+    def _kernel_variables(
+        self, ctx: RequestContext, params: KernelIdParams
+    ) -> KernelVariablesResult:
+        return KernelVariablesResult(variables=self._kernel_manager().variables(params.kernelId))

@@ -255,3 +255,180 @@ def ready(session: Session) -> Session:
     """An initialized backend."""
     session.initialize()
     return session
+
+
+# ---- kernels ----
+
+
+def kill_kernels(data_directory: Path) -> None:
+    """SIGKILL every worker (kernel group and monitor) recorded under a data directory."""
+    import signal
+
+    for kernel_json in data_directory.glob("kernels/*/kernel.json"):
+        try:
+            meta = json.loads(kernel_json.read_text())
+        except (OSError, ValueError):
+            continue
+        kernel_id = kernel_json.parent.name
+        for key in ("pgid", "pid", "monitorPid"):
+            pid = meta.get(key)
+            if not isinstance(pid, int) or pid <= 0 or not _is_worker(pid, kernel_id):
+                continue
+            try:
+                if key == "pgid":
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _is_worker(pid: int, kernel_id: str) -> bool:
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return False
+    return any(a.endswith(b"worker.py") for a in args) and kernel_id.encode() in args
+
+
+def process_gone(pid: int) -> bool:
+    """True when `pid` no longer runs (zombies count as gone)."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    return stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3] in (b"Z", b"X")
+
+
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = DEFAULT_TIMEOUT, what: str = ""
+) -> None:
+    """Poll `predicate` (every 20 ms) until true; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("timed out waiting for %s" % (what or predicate))
+        time.sleep(0.02)
+
+
+class KernelClient:
+    """Kernel calls over a Session, collecting kernel/event notifications per kernel."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.events: Dict[str, List[Dict[str, Any]]] = {}
+
+    def call(self, method: str, params: Any = None, timeout: float = 40.0) -> Any:
+        response = self.session.request(method, params if params is not None else {}, timeout)
+        assert "result" in response, response
+        return response["result"]
+
+    def error(self, method: str, params: Any = None, timeout: float = 40.0) -> Dict[str, Any]:
+        response = self.session.request(method, params if params is not None else {}, timeout)
+        assert "error" in response, response
+        return response["error"]
+
+    def start(self, **params: Any) -> Dict[str, Any]:
+        info = self.call("kernel/start", params)
+        self.events.setdefault(info["kernelId"], [])
+        return info
+
+    def execute(self, kernel_id: str, code: str, **params: Any) -> str:
+        params.update(kernelId=kernel_id, code=code)
+        return self.call("kernel/execute", params)["executionId"]
+
+    def _pull(self, timeout: float) -> Dict[str, Any]:
+        message = self.session.wait_for(
+            lambda m: isinstance(m, dict) and m.get("method") == "kernel/event", timeout
+        )
+        params = message["params"]
+        self.events.setdefault(params["kernelId"], []).append(params["event"])
+        return params
+
+    def pull_all(self) -> None:
+        """Collect every kernel/event received so far."""
+        while True:
+            try:
+                self._pull(0.0)
+            except (TimeoutError, EOFError):
+                return
+
+    def wait_event(
+        self,
+        kernel_id: str,
+        predicate: Callable[[Dict[str, Any]], bool],
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Dict[str, Any]:
+        """The first event of `kernel_id` (received so far or later) matching `predicate`."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            events = self.events.setdefault(kernel_id, [])
+            for event in events[seen:]:
+                if predicate(event):
+                    return event
+            seen = len(events)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(
+                    "no matching event for %s within %.1fs; last: %r"
+                    % (kernel_id, timeout, events[-5:])
+                )
+            try:
+                self._pull(remaining)
+            except TimeoutError:
+                continue
+
+    def reply(
+        self, kernel_id: str, execution_id: str, timeout: float = DEFAULT_TIMEOUT
+    ) -> Dict[str, Any]:
+        return self.wait_event(
+            kernel_id,
+            lambda e: e.get("type") == "reply" and e.get("executionId") == execution_id,
+            timeout,
+        )
+
+    def run(
+        self, kernel_id: str, code: str, timeout: float = DEFAULT_TIMEOUT, **params: Any
+    ) -> Dict[str, Any]:
+        """Execute and wait for the reply."""
+        return self.reply(kernel_id, self.execute(kernel_id, code, **params), timeout)
+
+    def outputs(self, kernel_id: str, execution_id: str) -> List[Dict[str, Any]]:
+        return [e for e in self.events.get(kernel_id, []) if e.get("executionId") == execution_id]
+
+    def stdout(self, kernel_id: str, execution_id: str) -> str:
+        return "".join(
+            e["text"]
+            for e in self.outputs(kernel_id, execution_id)
+            if e.get("type") == "stream" and e.get("name") == "stdout"
+        )
+
+    def seqs(self, kernel_id: str) -> List[int]:
+        return [e["seq"] for e in self.events.get(kernel_id, []) if "seq" in e]
+
+
+@pytest.fixture
+def kernel_data(tmp_path: Path):
+    """A data directory for kernels; every kernel started under it is killed afterwards."""
+    data = tmp_path / "data"
+    data.mkdir()
+    yield data
+    kill_kernels(data)
+
+
+def spawn_kernel_backend(data: Path, options: Optional[Dict[str, Any]] = None) -> KernelClient:
+    """An initialized backend whose data directory is `data`, wrapped in a KernelClient."""
+    s = spawn(backend_env({"GPUWB_DATA_DIR": str(data)}))
+    s.initialize(options)
+    return KernelClient(s)
+
+
+@pytest.fixture
+def kernels(kernel_data: Path):
+    """A KernelClient on an initialized backend with a private data directory."""
+    client = spawn_kernel_backend(kernel_data)
+    yield client
+    client.session.close()

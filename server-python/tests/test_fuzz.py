@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import backend_env, encode, spawn
+from gpu_workbench.framing import MAX_CONTENT_LENGTH
 
 PADDING = b"\n" * (16 * 1024)  # uses up a declared length that is up to 8 KiB too large
 MAX_OVERSHOOT = 8 * 1024
@@ -82,7 +83,7 @@ def bad_length_frame(draw) -> bytes:
     elif choice == "large":
         header = "Content-Length: %d" % (len(body) + draw(st.integers(1, MAX_OVERSHOOT)))
     elif choice == "huge":
-        header = "Content-Length: %d" % draw(st.integers(64 * 1024 * 1024 + 1, 10**15))
+        header = "Content-Length: %d" % draw(st.integers(MAX_CONTENT_LENGTH + 1, 10**15))
     else:
         header = "Content-Type: application/json"
     extra = draw(st.sampled_from(["", "\r\nContent-Type: x", "\r\nbroken", "\r\nX: y\r\n"]))

@@ -160,3 +160,36 @@ def test_field_paths_flatten():
     assert field_paths(_Outer) == sorted(
         ["name", "ratio", "flag", "inner.n", "tags", "maybe.n", "either", "extra"]
     )
+
+
+def test_notifications_from_many_threads_stay_whole():
+    import threading
+
+    from gpu_workbench.framing import FrameWriter
+    from gpu_workbench.rpc import Connection, Router
+
+    out = io.BytesIO()
+    connection = Connection(FrameReader(io.BytesIO(b"")), FrameWriter(out), Router())
+
+    def send(n: int) -> None:
+        for i in range(200):
+            connection.notify(
+                "kernel/event", {"kernelId": str(n), "event": {"seq": i, "text": "x" * 500}}
+            )
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reader = FrameReader(io.BytesIO(out.getvalue()))
+    seen: Dict[str, List[int]] = {}
+    while True:
+        body = reader.read_message()
+        if body is None:
+            break
+        message = json.loads(body)
+        assert message["method"] == "kernel/event"
+        seen.setdefault(message["params"]["kernelId"], []).append(message["params"]["event"]["seq"])
+    assert reader.problems == 0
+    assert seen == {str(n): list(range(200)) for n in range(8)}

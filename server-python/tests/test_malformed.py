@@ -7,6 +7,7 @@ import json
 import pytest
 
 from conftest import frame
+from gpu_workbench.framing import MAX_CONTENT_LENGTH
 
 
 def _errors_then_ping(session, raw: bytes):
@@ -58,8 +59,9 @@ def test_content_type_header_is_accepted(ready):
 
 
 def test_too_large_content_length_rejected_without_reading(ready):
-    # Declares 100 MiB but sends little; the server must not wait for the body.
-    assert _errors_then_ping(ready, b'Content-Length: 104857600\r\n\r\n{"x": 1}') == []
+    # Declares more than the limit but sends little; the server must not wait for the body.
+    header = b"Content-Length: %d\r\n\r\n" % (MAX_CONTENT_LENGTH + 1)
+    assert _errors_then_ping(ready, header + b'{"x": 1}') == []
     ready.wait_stderr("exceeds the")
 
 

@@ -27,7 +27,8 @@ def _spec(debug: bool):
 def test_spec_structure():
     spec = _spec(debug=False)
     assert spec["version"] == __version__
-    assert spec["methods"] == {
+    workbench = {k: v for k, v in spec["methods"].items() if k.startswith("workbench/")}
+    assert workbench == {
         "workbench/ping": {
             "kind": "request",
             "params": ["payload"],
@@ -62,3 +63,42 @@ def test_spec_includes_debug_methods_only_when_enabled():
         "params": ["seconds", "workDoneToken"],
         "result": ["sleptSeconds"],
     }
+
+
+KERNEL_INFO = [
+    "createdAt",
+    "cwd",
+    "idleTimeoutSeconds",
+    "kernelId",
+    "lastSeq",
+    "name",
+    "pid",
+    "python",
+    "pythonVersion",
+    "queue",
+    "state",
+]
+
+
+def test_spec_kernel_and_cell_methods():
+    methods = _spec(debug=False)["methods"]
+
+    def request(params, result):
+        return {"kind": "request", "params": params, "result": result}
+
+    assert methods["kernel/start"] == request(
+        ["cwd", "env", "envFile", "idleTimeoutSeconds", "name", "python"], KERNEL_INFO
+    )
+    assert methods["kernel/execute"] == request(
+        ["code", "executionId", "file", "kernelId", "line", "stopOnError"],
+        ["executionId", "queuePosition"],
+    )
+    assert methods["kernel/interrupt"] == request(["graceSeconds", "kernelId"], ["outcome"])
+    assert methods["kernel/restart"] == request(["kernelId"], KERNEL_INFO)
+    assert methods["kernel/shutdown"] == request(["kernelId"], ["kernelId"])
+    assert methods["kernel/list"] == request([], ["kernels"])
+    assert methods["kernel/attach"] == request(["kernelId", "since"], KERNEL_INFO)
+    assert methods["kernel/inputReply"] == request(["executionId", "kernelId", "value"], [])
+    assert methods["kernel/variables"] == request(["kernelId"], ["variables"])
+    assert methods["kernel/event"] == {"kind": "notification", "params": ["event", "kernelId"]}
+    assert methods["cells/parse"] == request(["markers", "text"], ["cells"])

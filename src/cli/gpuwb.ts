@@ -10,16 +10,20 @@ import * as path from "node:path";
 import { firstUsablePython, PATH_CANDIDATES, PythonError, type PythonProbe, probePython } from "../backend/python";
 import * as proto from "../protocol";
 import { type CommandSpec, formatHelp, type OptionSpec, type Parsed, parseOptions, UsageError } from "./args";
+import { type Command, CommandError, EXIT, type Output } from "./command";
+import { kernelsAttachCommand, kernelsKillCommand, kernelsListCommand } from "./commands/kernels";
+import { runCommand } from "./commands/run";
+import { statusCommand } from "./commands/status";
 import { type Backend, startBackend } from "./connection";
 
-export const EXIT = { ok: 0, failed: 1, usage: 2, backend: 3 } as const;
+export { EXIT } from "./command";
 
 const GLOBAL_OPTIONS: OptionSpec[] = [
   {
     name: "python",
     takesValue: true,
     valueName: "PATH",
-    help: "Python (3.9+) for the backend; default $GPUWB_PYTHON, then python3/python on PATH",
+    help: "Python (3.9+) for the backend and new kernels; default $GPUWB_PYTHON, then python3/python on PATH",
   },
   {
     name: "data-dir",
@@ -31,8 +35,6 @@ const GLOBAL_OPTIONS: OptionSpec[] = [
   { name: "help", help: "show help" },
 ];
 
-const JSON_OPTION: OptionSpec = { name: "json", help: "print machine-readable JSON on stdout" };
-
 const TOP: CommandSpec = {
   name: "gpuwb",
   summary: "GPU Workbench from the command line: the same backend as the VS Code extension.",
@@ -40,42 +42,10 @@ const TOP: CommandSpec = {
   options: [...GLOBAL_OPTIONS, { name: "version", help: "print the version" }],
 };
 
-interface Command extends CommandSpec {
-  run(backend: Backend, args: Parsed, out: Output): Promise<number>;
-}
+const COMMANDS: Command[] = [statusCommand, runCommand, kernelsListCommand, kernelsAttachCommand, kernelsKillCommand];
 
-interface Output {
-  json: boolean;
-  print(text: string): void;
-  printJson(value: unknown): void;
-}
-
-const COMMANDS: Command[] = [
-  {
-    name: "status",
-    summary: "Start the backend and show its status: version, Python, pid, data directory.",
-    usage: "gpuwb status [--json]",
-    options: [JSON_OPTION, ...GLOBAL_OPTIONS],
-    async run(backend, _args, out) {
-      const s = await backend.connection.sendRequest(proto.status);
-      if (out.json) out.printJson(s);
-      else out.print(formatStatus(s));
-      return EXIT.ok;
-    },
-  },
-];
-
-function formatStatus(s: proto.StatusResult): string {
-  const rows: [string, string][] = [
-    ["version", s.version],
-    ["python", `${s.python.version} (${s.python.implementation}) ${s.python.executable}`],
-    ["pid", String(s.pid)],
-    ["data", s.dataDirectory],
-    ["trusted", s.trusted ? "yes" : "no"],
-    ["methods", s.capabilities.join(", ")],
-  ];
-  return [`GPU Workbench backend ${s.version}: ready`, ...rows.map(([k, v]) => `  ${k.padEnd(8)} ${v}`)].join("\n");
-}
+/** Groups of subcommands (`gpuwb kernels …`) get their own help. */
+const GROUPS: Record<string, string> = { kernels: "List, follow and end kernels." };
 
 function readVersion(): string {
   try {
@@ -96,9 +66,33 @@ async function resolvePython(opt: string | boolean | undefined): Promise<PythonP
   return named ? probePython(named) : firstUsablePython(PATH_CANDIDATES);
 }
 
-export async function main(argv: readonly string[], stdout = process.stdout, stderr = process.stderr): Promise<number> {
+/** Index of the command name, skipping global options and their values (`--python python3`). */
+export function commandIndex(argv: readonly string[]): number {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (!a.startsWith("-")) return i;
+    const o = TOP.options.find((x) => `--${x.name}` === a);
+    if (o?.takesValue) i++;
+  }
+  return -1;
+}
+
+/** The command named by the words at argv[idx…], longest match first. */
+function findCommand(argv: readonly string[], idx: number): { cmd?: Command; words: number } {
+  for (const words of [2, 1]) {
+    const name = argv.slice(idx, idx + words).join(" ");
+    const cmd = COMMANDS.find((c) => c.name === name);
+    if (cmd) return { cmd, words };
+  }
+  return { words: 0 };
+}
+
+export async function main(
+  argv: readonly string[],
+  stdout: NodeJS.WritableStream = process.stdout,
+  stderr: NodeJS.WritableStream = process.stderr,
+): Promise<number> {
   const err = (msg: string) => stderr.write(`gpuwb: ${msg}\n`);
-  // Split at the command name: global options before it, the command's after.
   const idx = commandIndex(argv);
   const head = idx < 0 ? argv : argv.slice(0, idx);
   let top: Parsed;
@@ -111,36 +105,67 @@ export async function main(argv: readonly string[], stdout = process.stdout, std
     stdout.write(`${readVersion()}\n`);
     return EXIT.ok;
   }
+  const topLevel = COMMANDS.filter((c) => !c.name.includes(" "));
+  const groupSpecs = Object.entries(GROUPS).map(([name, summary]) => ({ name, summary, usage: "", options: [] }));
   if (idx < 0) {
-    const help = formatHelp(TOP, COMMANDS);
+    const help = formatHelp(TOP, [...topLevel, ...groupSpecs]);
     (top.options.help ? stdout : stderr).write(`${help}\n`);
     return top.options.help ? EXIT.ok : EXIT.usage;
   }
-  const name = argv[idx] as string;
-  const cmd = COMMANDS.find((c) => c.name === name);
+  const { cmd, words } = findCommand(argv, idx);
+  const first = argv[idx] as string;
   if (!cmd) {
-    err(`unknown command "${name}". Commands: ${COMMANDS.map((c) => c.name).join(", ")}. See gpuwb --help.`);
+    if (first in GROUPS) {
+      const sub = argv[idx + 1];
+      const members = COMMANDS.filter((c) => c.name.startsWith(`${first} `));
+      const group: CommandSpec = {
+        name: first,
+        summary: GROUPS[first] as string,
+        usage: `gpuwb ${first} <${members.map((c) => c.name.split(" ")[1]).join("|")}> [options]`,
+        options: [],
+      };
+      const wantsHelp = sub === undefined || sub === "--help" || sub === "-h";
+      if (!wantsHelp) err(`unknown command "${first} ${sub}". See gpuwb ${first} --help.`);
+      const helpText = `${formatHelp(group, members)}\n`;
+      if (sub === "--help" || sub === "-h") {
+        stdout.write(helpText);
+        return EXIT.ok;
+      }
+      stderr.write(helpText);
+      return EXIT.usage;
+    }
+    err(
+      `unknown command "${first}". Commands: ${[...topLevel, ...groupSpecs].map((c) => c.name).join(", ")}. See gpuwb --help.`,
+    );
     return EXIT.usage;
   }
   let args: Parsed;
   try {
-    args = parseOptions(argv.slice(idx + 1), cmd.options, cmd);
+    args = parseOptions(argv.slice(idx + words), [...cmd.options, ...GLOBAL_OPTIONS], cmd);
   } catch (e) {
     return usage(e, err);
   }
   const options = { ...top.options, ...args.options };
   if (options.help) {
-    stdout.write(`${formatHelp(cmd)}\n`);
+    stdout.write(`${formatHelp({ ...cmd, options: [...cmd.options, ...GLOBAL_OPTIONS] })}\n`);
     return EXIT.ok;
   }
-  if (args.positionals.length) {
-    err(`unexpected argument "${args.positionals[0]}". See gpuwb ${cmd.name} --help.`);
+  const [min, max] = cmd.positionals ?? [0, 0];
+  if (args.positionals.length < min || args.positionals.length > max) {
+    err(
+      args.positionals.length < min
+        ? `missing arguments. Usage: ${cmd.usage}`
+        : `unexpected argument "${args.positionals[max]}". See gpuwb ${cmd.name} --help.`,
+    );
     return EXIT.usage;
   }
   const out: Output = {
     json: options.json === true,
+    stdout,
+    stderr,
     print: (t) => stdout.write(`${t}\n`),
     printJson: (v) => stdout.write(`${JSON.stringify(v, null, 2)}\n`),
+    printJsonLine: (v) => stdout.write(`${JSON.stringify(v)}\n`),
   };
 
   let python: PythonProbe;
@@ -167,8 +192,12 @@ export async function main(argv: readonly string[], stdout = process.stdout, std
     return EXIT.backend;
   }
   try {
-    return await cmd.run(backend, args, out);
+    return await cmd.run(backend, { options, positionals: args.positionals }, out);
   } catch (e) {
+    if (e instanceof CommandError) {
+      err(e.message);
+      return e.exitCode;
+    }
     const data = proto.errorData(e);
     err(`${e instanceof Error ? e.message : String(e)}${data?.hint ? ` ${data.hint}` : ""}`);
     if (options.verbose !== true) {
@@ -179,17 +208,6 @@ export async function main(argv: readonly string[], stdout = process.stdout, std
   } finally {
     await backend.close();
   }
-}
-
-/** Index of the command name, skipping global options and their values (`--python python3`). */
-export function commandIndex(argv: readonly string[]): number {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] as string;
-    if (!a.startsWith("-")) return i;
-    const o = TOP.options.find((x) => `--${x.name}` === a);
-    if (o?.takesValue) i++;
-  }
-  return -1;
 }
 
 function usage(e: unknown, err: (m: string) => void): number {

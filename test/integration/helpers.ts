@@ -11,13 +11,19 @@ export async function api(): Promise<GpuWorkbenchApi> {
 }
 
 /** Poll until `check` returns a truthy value; never a fixed sleep. */
-export async function waitFor<T>(what: string, check: () => T | Promise<T>, timeoutMs = 60_000): Promise<T> {
+type Falsy = undefined | null | false | 0 | "";
+
+export async function waitFor<T>(
+  what: string,
+  check: () => T | Falsy | Promise<T | Falsy>,
+  timeoutMs = 60_000,
+): Promise<T> {
   const start = Date.now();
   let last: unknown;
   while (Date.now() - start < timeoutMs) {
     try {
       const v = await check();
-      if (v) return v;
+      if (v) return v as T;
     } catch (err) {
       last = err;
     }
