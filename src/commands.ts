@@ -42,15 +42,8 @@ const COMMANDS: Record<string, { run: Handler } | { withClient: ClientHandler }>
     withClient: async (ctx, _client, kernelId) => {
       const id = typeof kernelId === "string" ? kernelId : (await ctx.kernels.pick("Interrupt kernel"))?.kernelId;
       if (!id) return undefined;
-      const r = await ctx.kernels.interrupt(id);
-      if (r.outcome === "killed") {
-        const choice = await vscode.window.showWarningMessage(
-          "The kernel did not stop after the interrupt and was killed; its variables are lost.",
-          "Restart Kernel",
-        );
-        if (choice) await ctx.kernels.restart(id);
-      }
-      return r;
+      // A kill after the grace period is reported by the kernel service, with Restart.
+      return ctx.kernels.interrupt(id);
     },
   },
   "gpuWorkbench.restartKernel": {

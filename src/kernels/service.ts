@@ -130,11 +130,13 @@ export class KernelService implements vscode.Disposable {
     if (event.type === "died") {
       const how = event.signal ? `was killed (${event.signal})` : `exited with code ${event.exitCode}`;
       this.log.warn(`Kernel ${kernelId} ${how}. Last stderr:\n${event.stderrTail.join("\n")}`);
-      const choice = await vscode.window.showWarningMessage(
-        `The kernel ${how}; its variables are lost.`,
-        "Restart Kernel",
-        "Show Logs",
-      );
+      const ending = this.ending.get(kernelId);
+      if (ending === "restart" || ending === "shutdown") return; // the user asked for it
+      const message =
+        ending === "interrupt"
+          ? "The kernel did not stop after the interrupt and was killed; its variables are lost."
+          : `The kernel ${how}; its variables are lost.`;
+      const choice = await vscode.window.showWarningMessage(message, "Restart Kernel", "Show Logs");
       if (choice === "Restart Kernel") await this.restart(kernelId);
       if (choice === "Show Logs") this.log.show();
     }
@@ -178,21 +180,40 @@ export class KernelService implements vscode.Disposable {
     return this.config.kernelPythonPath || this.backend.interpreter?.executable;
   }
 
+  /**
+   * Interrupt: SIGINT, then SIGKILL after the grace period. A kill is reported by the
+   * kernel's `died` event, worded for the interrupt (see onEvent), with a Restart action.
+   */
   async interrupt(kernelId: string): Promise<proto.KernelInterruptResult> {
-    const r = await this.client().sendRequest(proto.kernelInterrupt, {
-      kernelId,
-      graceSeconds: this.config.kernelInterruptGraceSeconds,
-    });
+    const r = await this.during(kernelId, "interrupt", () =>
+      this.client().sendRequest(proto.kernelInterrupt, {
+        kernelId,
+        graceSeconds: this.config.kernelInterruptGraceSeconds,
+      }),
+    );
     if (r.outcome === "killed") this.log.warn(`Kernel ${kernelId} ignored the interrupt and was killed.`);
     return r;
   }
 
   restart(kernelId: string): Promise<proto.KernelInfo> {
-    return this.client().sendRequest(proto.kernelRestart, { kernelId });
+    return this.during(kernelId, "restart", () => this.client().sendRequest(proto.kernelRestart, { kernelId }));
   }
 
   shutdown(kernelId: string): Promise<proto.KernelRef> {
-    return this.client().sendRequest(proto.kernelShutdown, { kernelId });
+    return this.during(kernelId, "shutdown", () => this.client().sendRequest(proto.kernelShutdown, { kernelId }));
+  }
+
+  /** What this window is doing to a kernel, so its `died` event is worded (or hidden) right. */
+  private readonly ending = new Map<string, "interrupt" | "restart" | "shutdown">();
+
+  private async during<T>(kernelId: string, what: "interrupt" | "restart" | "shutdown", fn: () => Promise<T>) {
+    this.ending.set(kernelId, what);
+    try {
+      return await fn();
+    } finally {
+      // The died event may trail the reply a little: forget the reason shortly after.
+      setTimeout(() => this.ending.get(kernelId) === what && this.ending.delete(kernelId), 2000);
+    }
   }
 
   async list(): Promise<proto.KernelInfo[]> {

@@ -97,6 +97,56 @@ describe("kernels from the extension", () => {
     }
   });
 
+  it("input() in a cell is answered through VS Code's input box", async () => {
+    const a = await api();
+    await ready(a);
+    const k = await a.kernels.start(undefined, "input-test");
+    const c = collect(a, k.kernelId);
+    try {
+      const { executionId } = await a.kernels.execute({
+        kernelId: k.kernelId,
+        code: "answer = input('Your name? ')\nprint(repr(answer))",
+      });
+      await waitFor("the input request", () => c.events.some((e) => e.type === "input_request"));
+      // Accept the input box as a user pressing Enter would (empty answer), until it is gone.
+      const reply = await waitFor("the reply after answering", async () => {
+        await vscode.commands.executeCommand("workbench.action.acceptSelectedQuickOpenItem");
+        return c.events.find((e) => e.type === "reply" && e.executionId === executionId);
+      });
+      assert.equal(reply.type === "reply" && reply.status, "ok");
+      const out = c.events.filter((e) => e.type === "stream").map((e) => (e.type === "stream" ? e.text : ""));
+      assert.equal(out.join(""), "''\n");
+    } finally {
+      c.dispose();
+      await a.kernels.shutdown(k.kernelId);
+    }
+  });
+
+  it("code that ignores the interrupt is killed after the grace period and reported dead", async () => {
+    const a = await api();
+    await ready(a);
+    const cfg = vscode.workspace.getConfiguration("gpuWorkbench");
+    await cfg.update("kernels.interruptGraceSeconds", 0.5, vscode.ConfigurationTarget.Global);
+    const k = await a.kernels.start(undefined, "kill-test");
+    const c = collect(a, k.kernelId);
+    try {
+      const code = "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass";
+      const { executionId } = await a.kernels.execute({ kernelId: k.kernelId, code });
+      await waitFor("busy", () => c.events.some((e) => e.type === "status" && e.executionId === executionId));
+      const r = await a.kernels.interrupt(k.kernelId);
+      assert.equal(r.outcome, "killed");
+      const died = await waitFor("the died event", () => c.events.find((e) => e.type === "died"));
+      assert.equal(died.type === "died" && died.signal, "SIGKILL");
+      assert.equal((await c.reply(executionId)).status, "died");
+      const after = await a.kernels.restart(k.kernelId);
+      assert.equal(after.state === "idle" || after.state === "starting", true);
+    } finally {
+      c.dispose();
+      await cfg.update("kernels.interruptGraceSeconds", undefined, vscode.ConfigurationTarget.Global);
+      await a.kernels.shutdown(k.kernelId).catch(() => undefined);
+    }
+  });
+
   it("lists kernels and ends one", async () => {
     const a = await api();
     await ready(a);
