@@ -3,6 +3,9 @@
 # Each "# %%" line starts a cell. The GPU Workbench status bar item (bottom left) shows
 # whether the backend is ready; click it for the logs, or run "GPU Workbench: Show
 # Backend Status" from the Command Palette.
+#
+# Run every cell on a persistent kernel from a terminal in the repository:
+#     node dist/cli.js run examples/quickstart.py
 
 # %% Imports and a first result
 import platform

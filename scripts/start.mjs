@@ -25,7 +25,8 @@ const server = await startVsCodeServer({ vscodeDir, log, port });
 const url = workbenchUrl({ url: server.url, folder: examples, extensionDevelopmentPath: ROOT });
 console.log("\nGPU Workbench is running in VS Code. Open this URL in a browser:\n");
 console.log(`  ${url}\n`);
-console.log("The GPU Workbench item in the status bar (bottom left) turns ✓ when the backend is ready.");
+console.log("Open quickstart.py: the GPU Workbench item in the status bar (bottom left) turns ✓ when");
+console.log("the backend is ready. From a terminal: node dist/cli.js run examples/quickstart.py");
 console.log("Press Ctrl+C to stop.");
 const stop = async () => {
   await server.stop();
