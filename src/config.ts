@@ -38,6 +38,22 @@ export class Config {
     return Number.isInteger(n) && n >= 0 ? n : 5;
   }
 
+  get cellMarkers(): string[] {
+    const m = this.cfg.get<unknown>("cells.markers");
+    return Array.isArray(m) && m.every((x) => typeof x === "string") && m.length
+      ? m
+      : ["^#\\s*%%", "^#\\s*In\\[[^\\]]*\\]:"];
+  }
+
+  get stopOnError(): boolean {
+    return this.cfg.get<boolean>("cells.stopOnError", true);
+  }
+
+  get maxOutputCharacters(): number {
+    const n = this.cfg.get<number>("results.maxOutputCharacters", 200_000);
+    return Number.isFinite(n) && n >= 1000 ? n : 200_000;
+  }
+
   /** Interpreter for kernels; empty means the backend's. Restricted like pythonPath. */
   get kernelPythonPath(): string {
     return expandHome(this.cfg.get<string>("kernels.pythonPath", "").trim());

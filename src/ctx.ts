@@ -5,6 +5,8 @@
 import type * as vscode from "vscode";
 import { BackendManager } from "./backend/manager";
 import { BackendStatusItem } from "./backend/statusItem";
+import { KernelBindings } from "./cells/bindings";
+import { ExecutionStore } from "./cells/executions";
 import { Config } from "./config";
 import { KernelService } from "./kernels/service";
 import { Logger } from "./log";
@@ -15,6 +17,8 @@ export class Ctx implements vscode.Disposable {
   readonly backend: BackendManager;
   readonly backendItem: BackendStatusItem;
   readonly kernels: KernelService;
+  readonly executions: ExecutionStore;
+  readonly bindings: KernelBindings;
   /** Disposed when the extension deactivates. */
   readonly subscriptions: vscode.Disposable[] = [];
 
@@ -22,7 +26,9 @@ export class Ctx implements vscode.Disposable {
     this.backend = new BackendManager(extension.extensionPath, this.config, this.log);
     this.backendItem = new BackendStatusItem(this.backend);
     this.kernels = new KernelService(this.backend, this.config, this.log, extension.workspaceState);
-    this.subscriptions.push(this.kernels, this.backendItem, this.backend, this.log);
+    this.executions = new ExecutionStore(extension.workspaceState, this.kernels.onDidReceiveEvent);
+    this.bindings = new KernelBindings(this.kernels, extension.workspaceState);
+    this.subscriptions.push(this.bindings, this.executions, this.kernels, this.backendItem, this.backend, this.log);
   }
 
   dispose(): void {

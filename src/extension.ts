@@ -5,10 +5,14 @@
 import * as vscode from "vscode";
 import { onPythonExtensionChange, resolveInterpreter } from "./backend/interpreter";
 import type { BackendError, BackendState } from "./backend/manager";
+import { activateCells } from "./cells";
 import { registerCommands } from "./commands";
 import { Ctx } from "./ctx";
 import type { KernelService } from "./kernels/service";
+import { activateNotebooks } from "./notebooks";
 import type { StatusResult } from "./protocol";
+import { activateResults } from "./results";
+import { activateVariables } from "./variables";
 
 // Set by the bundle's first line (esbuild.mjs), so bundle evaluation counts too.
 const loadedAt: number = (globalThis as { __gpuwbLoadStart?: number }).__gpuwbLoadStart ?? performance.now();
@@ -25,6 +29,8 @@ export interface GpuWorkbenchApi {
   backendPid(): number | undefined;
   restartBackend(): Promise<void>;
   readonly kernels: KernelService;
+  /** The context, for integration tests of the editor features. */
+  readonly ctx: Ctx;
 }
 
 let ctx: Ctx | undefined;
@@ -34,6 +40,10 @@ export function activate(context: vscode.ExtensionContext): GpuWorkbenchApi {
   ctx = c;
   context.subscriptions.push(c);
   registerCommands(c);
+  activateCells(c);
+  activateResults(c);
+  activateNotebooks(c);
+  activateVariables(c);
 
   c.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration((e) => {
@@ -78,6 +88,7 @@ export function activate(context: vscode.ExtensionContext): GpuWorkbenchApi {
     backendPid: () => c.backend.status?.pid,
     restartBackend: () => c.backend.restart(),
     kernels: c.kernels,
+    ctx: c,
   };
 }
 

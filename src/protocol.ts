@@ -40,6 +40,8 @@ export interface PingResult {
 export interface InitializationOptions {
   dataDirectory?: string;
   trusted?: boolean;
+  /** Regexes of lines that start a cell (setting gpuWorkbench.cells.markers). */
+  cellMarkers?: string[];
   logLevel?: "trace" | "debug" | "info" | "warning" | "error";
 }
 

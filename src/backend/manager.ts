@@ -173,9 +173,12 @@ export class BackendManager implements vscode.Disposable {
       outputChannel: this.log.channel,
       traceOutputChannel: this.log.channel,
       revealOutputChannelOn: 4 /* RevealOutputChannelOn.Never */,
+      // workspace/didChangeConfiguration with {gpuWorkbench: {...}} when a setting changes.
+      synchronize: { configurationSection: "gpuWorkbench" },
       initializationOptions: (): proto.InitializationOptions => ({
         trusted,
         logLevel: backendLogLevel(this.log.channel.logLevel),
+        cellMarkers: this.config.cellMarkers,
         ...(this.config.dataDirectory ? { dataDirectory: this.config.dataDirectory } : {}),
       }),
       errorHandler: {

@@ -1,0 +1,57 @@
+// Shared helpers for the UI tests (test/ui/*.ui.mjs): a fresh VS Code in Chromium driven
+// like a user, with screenshots under test-results/ui/.
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { openWorkbench, startVsCodeServer } from "../runner/vscode-server.mjs";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const SHOTS = path.join(ROOT, "test-results", "ui");
+export const log = (l) => process.stdout.write(`${l}\n`);
+
+export const STATUS_READY = 'div.statusbar-item[aria-label="GPU Workbench backend: ready"]';
+export const STATUS_ERROR = 'div.statusbar-item[aria-label="GPU Workbench backend: error"]';
+
+/** Run a command from the Command Palette by its title, as a user would. */
+export async function runFromPalette(page, title) {
+  await page.keyboard.press("F1");
+  const input = page.locator(".quick-input-widget input");
+  await input.waitFor({ state: "visible", timeout: 15_000 });
+  await input.fill(`>${title}`);
+  const row = page.locator(".quick-input-list .monaco-list-row", { hasText: title }).first();
+  await row.waitFor({ state: "visible", timeout: 15_000 });
+  await page.keyboard.press("Enter");
+}
+
+/** Open a workspace file through Quick Open. */
+export async function openFile(page, name) {
+  await page.keyboard.press("Control+P");
+  const input = page.locator(".quick-input-widget input");
+  await input.waitFor({ state: "visible", timeout: 15_000 });
+  await input.fill(name);
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: name }).first().waitFor({ timeout: 15_000 });
+  await page.keyboard.press("Enter");
+  await page.locator(`.tab[aria-label*="${name}"]`).first().waitFor({ timeout: 15_000 });
+}
+
+/** A fresh VS Code with the development extension, or with `vsix` installed instead. */
+export async function withWorkbench({ vscodeDir, workspace }, userSettings, fn, vsix) {
+  const server = await startVsCodeServer({ vscodeDir, userSettings, log, installExtensions: vsix ? [vsix] : [] });
+  let wb;
+  try {
+    wb = await openWorkbench({
+      url: server.url,
+      folder: workspace,
+      extensionDevelopmentPath: vsix ? undefined : ROOT,
+      screenshotsDir: SHOTS,
+      log,
+    });
+    return await fn(wb);
+  } catch (err) {
+    await wb?.screenshot(`failure-${Date.now()}`).catch(() => {});
+    log(server.logs().split("\n").slice(-40).join("\n"));
+    throw err;
+  } finally {
+    await wb?.close();
+    await server.stop();
+  }
+}
