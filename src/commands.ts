@@ -40,7 +40,7 @@ const COMMANDS: Record<string, { run: Handler } | { withClient: ClientHandler }>
   "gpuWorkbench.listKernels": { withClient: (ctx) => listKernels(ctx) },
   "gpuWorkbench.interruptKernel": {
     withClient: async (ctx, _client, kernelId) => {
-      const id = typeof kernelId === "string" ? kernelId : (await ctx.kernels.pick("Interrupt kernel"))?.kernelId;
+      const id = kernelOf(ctx, kernelId) ?? (await ctx.kernels.pick("Interrupt kernel"))?.kernelId;
       if (!id) return undefined;
       // A kill after the grace period is reported by the kernel service, with Restart.
       return ctx.kernels.interrupt(id);
@@ -48,17 +48,30 @@ const COMMANDS: Record<string, { run: Handler } | { withClient: ClientHandler }>
   },
   "gpuWorkbench.restartKernel": {
     withClient: async (ctx, _client, kernelId) => {
-      const id = typeof kernelId === "string" ? kernelId : (await ctx.kernels.pick("Restart kernel"))?.kernelId;
+      const id = kernelOf(ctx, kernelId) ?? (await ctx.kernels.pick("Restart kernel"))?.kernelId;
       return id ? ctx.kernels.restart(id) : undefined;
     },
   },
   "gpuWorkbench.shutdownKernel": {
     withClient: async (ctx, _client, kernelId) => {
-      const id = typeof kernelId === "string" ? kernelId : (await ctx.kernels.pick("Shut down kernel"))?.kernelId;
+      const id = kernelOf(ctx, kernelId) ?? (await ctx.kernels.pick("Shut down kernel"))?.kernelId;
       return id ? ctx.kernels.shutdown(id) : undefined;
     },
   },
 };
+
+/**
+ * The kernel an argument names: a kernel id, or a document (an editor title button passes
+ * its Uri); without one, the active editor's or notebook's kernel.
+ */
+function kernelOf(ctx: Ctx, arg: unknown): string | undefined {
+  if (typeof arg === "string") return arg;
+  const uri =
+    arg instanceof vscode.Uri
+      ? arg
+      : (vscode.window.activeNotebookEditor?.notebook.uri ?? vscode.window.activeTextEditor?.document.uri);
+  return uri ? ctx.bindings.kernelFor(uri) : undefined;
+}
 
 /** List kernels; picking one offers what can be done with it. */
 async function listKernels(ctx: Ctx): Promise<void> {

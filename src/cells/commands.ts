@@ -1,0 +1,158 @@
+/**
+ * Cell commands. Each takes its document and line from CodeLens arguments (uri string,
+ * line), from an editor title button (a Uri), or from the active editor and its cursor.
+ */
+import * as vscode from "vscode";
+import type { Ctx } from "../ctx";
+import * as proto from "../protocol";
+import type { CellIndex } from "./cellIndex";
+import type { CellRunner } from "./runner";
+
+interface Target {
+  doc: vscode.TextDocument;
+  line: number;
+  editor?: vscode.TextEditor;
+}
+
+async function target(args: unknown[]): Promise<Target | undefined> {
+  const [first, second] = args;
+  const active = vscode.window.activeTextEditor;
+  let uri: vscode.Uri | undefined;
+  if (typeof first === "string") uri = vscode.Uri.parse(first);
+  else if (first instanceof vscode.Uri) uri = first;
+  if (uri && uri.toString() !== active?.document.uri.toString()) {
+    const doc = await vscode.workspace.openTextDocument(uri);
+    return { doc, line: typeof second === "number" ? second : 0 };
+  }
+  if (active?.document.languageId !== "python") {
+    void vscode.window.showInformationMessage("Open a Python file to run its cells.");
+    return undefined;
+  }
+  const line = typeof second === "number" ? second : active.selection.active.line;
+  return { doc: active.document, line, editor: active };
+}
+
+export function registerCellCommands(ctx: Ctx, index: CellIndex, runner: CellRunner): void {
+  const commands: Record<string, (...args: unknown[]) => Promise<unknown>> = {
+    "gpuWorkbench.runCell": async (...args) => {
+      const t = await target(args);
+      const cell = t && (await runner.cellAt(t.doc, t.line));
+      return t && cell ? runner.runCells(t.doc, [cell]) : undefined;
+    },
+    "gpuWorkbench.runCellAndAdvance": async (...args) => {
+      const t = await target(args);
+      if (!t) return undefined;
+      const cell = await runner.cellAt(t.doc, t.line);
+      if (!cell) return undefined;
+      const ids = await runner.runCells(t.doc, [cell]);
+      const next = (await index.cells(t.doc)).find((c) => c.index === cell.index + 1);
+      if (t.editor && next) moveTo(t.editor, next.codeStartLine);
+      return ids;
+    },
+    "gpuWorkbench.runAbove": async (...args) => {
+      const t = await target(args);
+      return t ? runner.runCells(t.doc, await runner.above(t.doc, t.line)) : undefined;
+    },
+    "gpuWorkbench.runBelow": async (...args) => {
+      const t = await target(args);
+      return t ? runner.runCells(t.doc, await runner.below(t.doc, t.line)) : undefined;
+    },
+    "gpuWorkbench.runAll": async (...args) => {
+      const t = await target(args);
+      return t ? runner.runCells(t.doc, await runner.all(t.doc)) : undefined;
+    },
+    "gpuWorkbench.runSelection": async (...args) => {
+      const t = await target(args);
+      if (!t) return undefined;
+      const sel = t.editor?.selection;
+      if (sel && !sel.isEmpty) return runner.runText(t.doc, t.doc.getText(sel), sel.start.line);
+      const text = t.doc.lineAt(t.line).text;
+      const id = await runner.runText(t.doc, text, t.line);
+      if (t.editor) moveTo(t.editor, Math.min(t.line + 1, t.doc.lineCount - 1));
+      return id;
+    },
+    "gpuWorkbench.restartAndRunAll": async (...args) => {
+      const t = await target(args);
+      if (!t) return undefined;
+      const kernelId = ctx.bindings.kernelFor(t.doc.uri);
+      if (kernelId) await ctx.kernels.restart(kernelId);
+      ctx.executions.clear(t.doc.uri.toString());
+      return runner.runCells(t.doc, await runner.all(t.doc));
+    },
+    "gpuWorkbench.clearResults": async (...args) => {
+      const t = await target(args);
+      ctx.executions.clear(t?.doc.uri.toString());
+    },
+    "gpuWorkbench.goToNextCell": async () => goTo(index, 1),
+    "gpuWorkbench.goToPreviousCell": async () => goTo(index, -1),
+    "gpuWorkbench.selectKernelTarget": async (...args) => selectKernelTarget(ctx, args),
+  };
+  for (const [id, fn] of Object.entries(commands)) {
+    ctx.subscriptions.push(
+      vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+        try {
+          return await fn(...args);
+        } catch (err) {
+          const data = proto.errorData(err);
+          const msg = err instanceof Error ? err.message : String(err);
+          ctx.log.error(`${id} failed: ${msg}${data?.detail ? `\n${data.detail}` : ""}`);
+          const choice = await vscode.window.showErrorMessage(data?.hint ? `${msg}. ${data.hint}.` : msg, "Show Logs");
+          if (choice) ctx.log.show();
+          return undefined;
+        }
+      }),
+    );
+  }
+}
+
+function moveTo(editor: vscode.TextEditor, line: number): void {
+  const pos = new vscode.Position(line, 0);
+  editor.selection = new vscode.Selection(pos, pos);
+  editor.revealRange(new vscode.Range(pos, pos), vscode.TextEditorRevealType.InCenterIfOutsideViewport);
+}
+
+async function goTo(index: CellIndex, step: 1 | -1): Promise<void> {
+  const editor = vscode.window.activeTextEditor;
+  if (!editor) return;
+  const cells = await index.cells(editor.document);
+  const at = await index.cellAt(editor.document, editor.selection.active.line);
+  const next = cells.find((c) => c.index === (at?.index ?? 0) + step);
+  if (next) moveTo(editor, next.codeStartLine);
+}
+
+/** Kernel target: the local interpreter (fresh kernel) or an existing kernel to attach to. */
+async function selectKernelTarget(ctx: Ctx, args: unknown[]): Promise<void> {
+  const editor = vscode.window.activeTextEditor;
+  const uri = args[0] instanceof vscode.Uri ? args[0] : editor?.document.uri;
+  if (!uri) return;
+  const current = ctx.bindings.kernelFor(uri);
+  const python = ctx.config.kernelPythonPath || ctx.backend.interpreter?.executable || "python3";
+  type Pick = vscode.QuickPickItem & { kernelId?: string; fresh?: boolean };
+  const items: Pick[] = [
+    {
+      label: `$(vm) Local: ${python}`,
+      description: current ? "new kernel" : "",
+      detail: "A kernel of its own for this file, on this machine",
+      fresh: true,
+    },
+  ];
+  const running = (await ctx.kernels.list()).filter((k) => k.state !== "dead" && k.state !== "exited");
+  if (running.length) items.push({ label: "Running kernels", kind: vscode.QuickPickItemKind.Separator });
+  for (const k of running) {
+    items.push({
+      label: `$(server-process) ${k.name || k.kernelId}`,
+      description: `${k.kernelId === current ? "current · " : ""}${k.state} · Python ${k.pythonVersion} · pid ${k.pid}`,
+      detail: k.cwd,
+      kernelId: k.kernelId,
+    });
+  }
+  const pick = await vscode.window.showQuickPick(items, { title: "Kernel target for this file" });
+  if (!pick) return;
+  if (pick.kernelId) {
+    await ctx.kernels.attach(pick.kernelId, ctx.kernels.lastSeq(pick.kernelId) ?? 0);
+    await ctx.bindings.bind(uri, pick.kernelId);
+  } else if (pick.fresh) {
+    await ctx.bindings.unbind(uri);
+    await ctx.bindings.ensureKernel(uri);
+  }
+}
