@@ -101,7 +101,10 @@ export class InlineResults implements vscode.Disposable {
       if (!r) continue;
       const last = Math.max(cell.codeStartLine, lastCodeLine(doc, cell));
       if (last >= doc.lineCount) continue;
-      const end = doc.lineAt(last).range.end;
+      // Under the cell when a blank line follows it (visible however long the code's lines
+      // are), else after its last line.
+      const noteLine = last + 1 < doc.lineCount && doc.lineAt(last + 1).isEmptyOrWhitespace ? last + 1 : last;
+      const end = doc.lineAt(noteLine).range.end;
       const opts: vscode.DecorationOptions = {
         range: new vscode.Range(end, end),
         renderOptions: { after: { contentText: noteText(r) } },

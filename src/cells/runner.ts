@@ -16,7 +16,7 @@ export class CellRunner {
 
   /** Queue cells in order on the document's kernel; several at once stop at an error. */
   async runCells(doc: vscode.TextDocument, cells: proto.Cell[]): Promise<string[]> {
-    const code = cells.filter((c) => c.kind === "code" && c.code.trim() !== "");
+    const code = cells.filter((c) => c.kind === "code" && hasCode(c.code));
     if (!code.length) return [];
     const kernelId = await this.kernelFor(doc);
     const stopOnError = code.length > 1 && this.ctx.config.stopOnError;
@@ -89,4 +89,12 @@ export class CellRunner {
   async all(doc: vscode.TextDocument): Promise<proto.Cell[]> {
     return this.index.cells(doc);
   }
+}
+
+/** A cell of only blank lines and comments has nothing to run. */
+function hasCode(code: string): boolean {
+  return code.split("\n").some((l) => {
+    const t = l.trim();
+    return t !== "" && !t.startsWith("#");
+  });
 }

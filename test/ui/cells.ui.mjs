@@ -1,0 +1,78 @@
+// UI tests of cells in a Python file: Shift+Enter through the quickstart with results shown
+// under each cell, and a window reload during a long cell that loses none of its output.
+import { openFile, STATUS_READY, withWorkbench } from "./lib.mjs";
+
+export const tests = [];
+const test = (title, fn) => tests.push({ title, fn });
+
+/** The texts of the editor's inline result notes (rendered as ::after content). */
+function inlineNotes(page) {
+  return page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll(".monaco-editor .view-lines span")) {
+      const c = getComputedStyle(el, "::after").content;
+      if (c && c !== "none" && c !== "normal") out.push(c.replace(/^"|"$/g, ""));
+    }
+    return out;
+  });
+}
+
+async function waitForNotes(page, predicate, what, timeoutMs = 60_000) {
+  const t0 = Date.now();
+  let notes = [];
+  while (Date.now() - t0 < timeoutMs) {
+    notes = await inlineNotes(page);
+    if (predicate(notes)) return notes;
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`timed out waiting for ${what}; inline notes: ${JSON.stringify(notes)}`);
+}
+
+test("Shift+Enter through the quickstart shows a result under each cell", async (env) => {
+  await withWorkbench(env, {}, async ({ page, screenshot }) => {
+    await openFile(page, "quickstart.py");
+    await page.locator(STATUS_READY).waitFor({ timeout: 90_000 });
+    // Cursor at the top: the comment-only header, then each cell in turn.
+    await page.locator(".monaco-editor .view-lines").first().click();
+    await page.keyboard.press("Control+Home");
+    for (let i = 0; i < 4; i++) {
+      await page.keyboard.press("Shift+Enter");
+      await page.waitForTimeout(300);
+    }
+    const notes = await waitForNotes(page, (n) => n.filter((t) => t.startsWith("✓")).length >= 3, "three ✓ results");
+    if (!notes.some((t) => /→ 285$/.test(t))) throw new Error(`no "→ 285" result: ${JSON.stringify(notes)}`);
+    if (!notes.some((t) => /Python 3\.\d+/.test(t))) throw new Error(`no printed line: ${JSON.stringify(notes)}`);
+    await screenshot("cells-inline");
+  });
+});
+
+test("a window reload during a long cell loses none of its output", async (env) => {
+  await withWorkbench(env, {}, async ({ page, screenshot }) => {
+    await openFile(page, "quickstart.py");
+    await page.locator(STATUS_READY).waitFor({ timeout: 90_000 });
+    // A new long cell at the end of the file.
+    await page.locator(".monaco-editor .view-lines").first().click();
+    await page.keyboard.press("Control+End");
+    await page.keyboard.type("\n# %% long\nimport time\nfor i in range(25):\n");
+    await page.keyboard.type("print('tick', i, flush=True)\ntime.sleep(0.2)\n", { delay: 5 });
+    await page.keyboard.press("Control+s");
+    await page.keyboard.press("ArrowUp");
+    await page.keyboard.press("Control+Enter");
+    await waitForNotes(page, (n) => n.some((t) => t.startsWith("⟳ running")), "the long cell to run");
+    // Reload the window while it runs.
+    await page.keyboard.press("F1");
+    await page.locator(".quick-input-widget input").fill(">Developer: Reload Window");
+    await page.locator(".quick-input-list .monaco-list-row", { hasText: "Reload Window" }).first().waitFor();
+    await page.keyboard.press("Enter");
+    await page.waitForTimeout(1000);
+    await page.waitForSelector(".monaco-workbench", { timeout: 60_000 });
+    await page.locator(STATUS_READY).waitFor({ timeout: 90_000 });
+    const notes = await waitForNotes(
+      page,
+      (n) => n.some((t) => /^✓ .*tick 24$/.test(t)),
+      "the long cell's result after the reload",
+    );
+    await screenshot("cells-after-reload");
+    if (!notes.length) throw new Error("no notes");
+  });
+});
