@@ -27,7 +27,11 @@ export class Ctx implements vscode.Disposable {
     this.backendItem = new BackendStatusItem(this.backend);
     this.kernels = new KernelService(this.backend, this.config, this.log, extension.workspaceState);
     this.executions = new ExecutionStore(extension.workspaceState, this.kernels.onDidReceiveEvent);
+    this.kernels.setDurableFloor((kernelId) => this.executions.durableSeq(kernelId));
     this.bindings = new KernelBindings(this.kernels, extension.workspaceState);
+    // Documents' kernels are saved before their first run: after a reload, follow each from
+    // where the saved results end, so output produced meanwhile is replayed.
+    for (const id of this.bindings.kernelIds()) this.kernels.follow(id, this.executions.durableSeq(id) ?? 0);
     this.subscriptions.push(this.bindings, this.executions, this.kernels, this.backendItem, this.backend, this.log);
   }
 

@@ -85,6 +85,8 @@ export interface KernelExecuteParams {
   line?: number;
   stopOnError?: boolean;
   executionId?: string;
+  /** Run only if this earlier execution ended ok; else reply "aborted" (Run All). */
+  after?: string;
 }
 
 export interface KernelExecuteResult {
@@ -145,7 +147,7 @@ export interface ErrorFrame {
 export type KernelEvent = { seq: number } & (
   | { type: "start"; pid: number; python: string; pythonVersion: string; cwd: string }
   | { type: "status"; state: "idle" | "busy"; executionId?: string; queue: string[] }
-  | { type: "execute_input"; executionId: string; executionCount: number }
+  | { type: "execute_input"; executionId: string; executionCount: number; file?: string | null; line?: number }
   | { type: "stream"; executionId: string; name: "stdout" | "stderr"; text: string }
   | { type: "display_data"; executionId: string; data: MimeBundle; metadata: Record<string, unknown> }
   | {
@@ -351,6 +353,7 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
       line: true,
       stopOnError: true,
       executionId: true,
+      after: true,
     }),
     result: shape<KernelExecuteResult>({ executionId: true, queuePosition: true }),
   },

@@ -9,7 +9,7 @@ cell. Lines are split like VS Code does (``\\r\\n``, ``\\r`` or ``\\n``) and are
 from __future__ import annotations
 
 import re
-from typing import List, Optional, Pattern, Sequence
+from typing import List, Match, Optional, Pattern, Sequence, Tuple
 
 from .protocol import Cell
 
@@ -19,7 +19,6 @@ DEFAULT_MARKERS: List[str] = [
     r"#\s*In\[[ \d]*\]:?",
 ]
 
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _MARKDOWN_TAG = re.compile(r"^\[(markdown|md)\]\s*", re.IGNORECASE)
 
 
@@ -43,20 +42,63 @@ def compile_markers(markers: Optional[Sequence[str]]) -> List[Pattern[str]]:
 
 def split_lines(text: str) -> List[str]:
     """Split on \\r\\n, \\r and \\n (not on the other characters str.splitlines() knows)."""
-    return _LINE_BREAK.split(text)
+    if "\r" in text:  # str methods are several times faster than re.split
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.split("\n")
 
 
 def _match_marker(line: str, patterns: Sequence[Pattern[str]]) -> Optional[str]:
     """Return the text after the marker (the raw title) when `line` is a marker line."""
     for pattern in patterns:
         match = pattern.match(line)
-        if match is None:
-            continue
-        groups = match.groupdict()
-        if groups.get("title") is not None:
-            return groups["title"]
-        return line[match.end() :]
+        if match is not None:
+            return _title(line, match)
     return None
+
+
+def _title(line: str, match: Match[str]) -> str:
+    title = match.groupdict().get("title")
+    return title if title is not None else line[match.end() :]
+
+
+# Constructs whose meaning changes when patterns are joined into one alternation:
+# numbered or named backreferences and global inline flags such as `(?i)`.
+_NOT_JOINABLE = re.compile(r"\\[1-9]|\(\?P=|\(\?[aiLmsux]+\)")
+
+
+def _joined(patterns: Sequence[Pattern[str]]) -> Optional[Pattern[str]]:
+    """One pattern equivalent to trying `patterns` in order, or None when not safe.
+
+    Scanning a 10k-line file with one `match` per line instead of one per pattern
+    halves the time of the scan, which dominates parsing.
+    """
+    if len(patterns) < 2:
+        return patterns[0] if patterns else None
+    flags = {p.flags for p in patterns}
+    if len(flags) != 1 or any(_NOT_JOINABLE.search(p.pattern) for p in patterns):
+        return None
+    try:
+        return re.compile("|".join("(?:%s)" % p.pattern for p in patterns), flags.pop())
+    except re.error:  # e.g. the same group name in two patterns
+        return None
+
+
+def _marker_lines(lines: Sequence[str], patterns: Sequence[Pattern[str]]) -> List[Tuple[int, str]]:
+    """(line number, raw title) of every marker line."""
+    found: List[Tuple[int, str]] = []
+    joined = _joined(patterns)
+    if joined is not None:
+        match_line = joined.match
+        for number, line in enumerate(lines):
+            match = match_line(line)
+            if match is not None:
+                found.append((number, _title(line, match)))
+        return found
+    for number, line in enumerate(lines):
+        title = _match_marker(line, patterns)
+        if title is not None:
+            found.append((number, title))
+    return found
 
 
 def _trim_end(lines: Sequence[str], first: int, last: int) -> int:
@@ -70,13 +112,9 @@ def parse_cells(text: str, markers: Optional[Sequence[str]] = None) -> List[Cell
     """Split `text` into cells; raises MarkerError for a bad marker regex."""
     patterns = compile_markers(markers)
     lines = split_lines(text)
-    starts: List[int] = []
-    titles: List[str] = []
-    for number, line in enumerate(lines):
-        title = _match_marker(line, patterns)
-        if title is not None:
-            starts.append(number)
-            titles.append(title)
+    found = _marker_lines(lines, patterns)
+    starts = [number for number, _ in found]
+    titles = [title for _, title in found]
 
     cells: List[Cell] = []
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
 from .log import LEVELS, parse_level
+
+# A JavaScript named group `(?<name>` (not the lookbehinds `(?<=` / `(?<!`); Python < 3.12
+# only knows `(?P<name>`. Settings are written for the extension, so accept the JS spelling.
+_JS_NAMED_GROUP = re.compile(r"(?<!\\)((?:\\\\)*)\(\?<(?![=!])")
 
 
 @dataclass
@@ -15,6 +20,45 @@ class InitOptions:
     dataDirectory: Optional[str] = None
     trusted: bool = True
     logLevel: Optional[int] = None  # a logging level; None keeps the startup level
+    cellMarkers: Optional[List[str]] = None  # regexes that start a cell; None: the defaults
+
+
+def python_regex(source: str) -> str:
+    """Rewrite JavaScript-only regex syntax that Python's `re` spells differently."""
+    return _JS_NAMED_GROUP.sub(r"\1(?P<", source)
+
+
+def parse_markers(raw: Any, where: str) -> Tuple[Optional[List[str]], Optional[str]]:
+    """Validate a list of marker regexes: (markers, None), or (None, warning) for the defaults.
+
+    Each must be a string that compiles with Python's `re` (after `python_regex`); one bad
+    entry rejects the whole list, since a partial list would split cells unexpectedly.
+    """
+    if not isinstance(raw, list) or not raw:
+        return None, "%s must be a non-empty list of strings; using the default markers" % where
+    markers: List[str] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not item:
+            return None, "%s[%d] must be a non-empty string; using the default markers" % (
+                where,
+                i,
+            )
+        source = python_regex(item)
+        try:
+            re.compile(source)
+        except re.error as exc:
+            return (
+                None,
+                "%s[%d] (%r) is not a valid regular expression (%s); using the defaults"
+                % (
+                    where,
+                    i,
+                    item,
+                    exc,
+                ),
+            )
+        markers.append(source)
+    return markers, None
 
 
 def parse_init_options(raw: Any) -> Tuple[InitOptions, List[str]]:
@@ -52,4 +96,9 @@ def parse_init_options(raw: Any) -> Tuple[InitOptions, List[str]]:
                 "initializationOptions.logLevel must be one of %s; keeping the current level"
                 % ", ".join(LEVELS)
             )
+    if "cellMarkers" in raw and raw["cellMarkers"] is not None:
+        markers, warning = parse_markers(raw["cellMarkers"], "initializationOptions.cellMarkers")
+        options.cellMarkers = markers
+        if warning is not None:
+            warnings.append(warning)
     return options, warnings

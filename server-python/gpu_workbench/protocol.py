@@ -137,6 +137,9 @@ class KernelExecuteParams:
     line: Optional[int] = None  # 0-based line in `file` where `code` starts
     stopOnError: Optional[bool] = None
     executionId: Optional[str] = None  # default: generated
+    # Skip this one (reply "aborted") unless that earlier execution ended "ok": Run All
+    # stops at an error however fast the failing cell was.
+    after: Optional[str] = None
 
 
 @dataclass

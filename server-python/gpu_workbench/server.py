@@ -6,11 +6,13 @@ import logging
 import math
 import os
 import time
-from typing import Any, BinaryIO, Dict, List, Mapping, Optional
+from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from . import __version__
+from .cell_features import ParsedCells, code_lenses, document_symbols, folding_ranges, parsed_cells
 from .cells import MarkerError, parse_cells
 from .data_dir import ensure_data_directory, resolve_data_directory
+from .documents import DocumentStore, text_document_uri
 from .errors import (
     INVALID_PARAMS,
     INVALID_REQUEST,
@@ -22,7 +24,7 @@ from .errors import (
 from .framing import FrameReader, FrameWriter
 from .kernels.manager import KernelManager
 from .log import set_level
-from .options import parse_init_options
+from .options import parse_init_options, parse_markers
 from .parent_watch import ParentWatch
 from .protocol import (
     METHODS,
@@ -51,7 +53,7 @@ from .protocol import (
     StatusResult,
     debug_methods_enabled,
 )
-from .rpc import Connection, RequestContext, Route, Router
+from .rpc import Connection, PlainJson, RequestContext, Route, Router
 from .status import SERVER_NAME, build_status
 
 log = logging.getLogger(__name__)
@@ -84,11 +86,27 @@ class Server(Router):
         self.data_directory = ""
         self.trusted = True
         self._kernels: Optional[KernelManager] = None
+        self.documents = DocumentStore()
+        self._cell_markers: Optional[List[str]] = None  # None: cells.DEFAULT_MARKERS
+        self._code_lens_refresh = False  # client capability workspace.codeLens.refreshSupport
         self._lifecycle: Dict[str, Route] = {
             "initialize": Route(self._initialize, InitializeParams),
             "shutdown": Route(self._shutdown),
             "initialized": Route(self._initialized, kind="notification"),
             "exit": Route(self._exit, kind="notification"),
+        }
+        # Standard LSP features (not custom methods, so not in protocol.METHODS). Inline:
+        # parsing is cached per document version and takes milliseconds on a 10k-line file.
+        self._lsp: Dict[str, Route] = {
+            "textDocument/didOpen": Route(self._did_open, kind="notification"),
+            "textDocument/didChange": Route(self._did_change, kind="notification"),
+            "textDocument/didClose": Route(self._did_close, kind="notification"),
+            "workspace/didChangeConfiguration": Route(
+                self._did_change_configuration, kind="notification"
+            ),
+            "textDocument/codeLens": Route(self._code_lens),
+            "textDocument/foldingRange": Route(self._folding_range),
+            "textDocument/documentSymbol": Route(self._document_symbol),
         }
         # Custom methods; names must match protocol.METHODS (checked by a test).
         self._methods: Dict[str, Route] = {
@@ -134,7 +152,7 @@ class Server(Router):
 
     def resolve(self, method: str, is_request: bool) -> Optional[Route]:
         """Find the route for `method`, enforcing LSP lifecycle rules."""
-        route = self._lifecycle.get(method) or self._methods.get(method)
+        route = self._lifecycle.get(method) or self._methods.get(method) or self._lsp.get(method)
         if route is not None and (route.kind == "request") != is_request:
             route = None  # e.g. `exit` sent with an id is simply an unknown request
         if method == "exit" and route is not None:
@@ -162,6 +180,8 @@ class Server(Router):
         for warning in warnings:
             log.warning("%s", warning)
         self.trusted = options.trusted
+        self._cell_markers = options.cellMarkers
+        self._code_lens_refresh = _code_lens_refresh_support(ctx.raw_params)
         self.data_directory = resolve_data_directory(options.dataDirectory, self._environ)
         ensure_data_directory(self.data_directory)
         self._kernels = KernelManager(self.data_directory, self._notify, self._environ)
@@ -175,7 +195,13 @@ class Server(Router):
             self.trusted,
         )
         return {
-            "capabilities": {"experimental": {"gpuWorkbench": {"methods": self.custom_methods()}}},
+            "capabilities": {
+                "textDocumentSync": {"openClose": True, "change": 1},  # 1: Full
+                "codeLensProvider": {"resolveProvider": False},
+                "foldingRangeProvider": True,
+                "documentSymbolProvider": True,
+                "experimental": {"gpuWorkbench": {"methods": self.custom_methods()}},
+            },
             "serverInfo": {"name": SERVER_NAME, "version": __version__},
         }
 
@@ -236,6 +262,57 @@ class Server(Router):
         except MarkerError as exc:
             raise RpcError(INVALID_PARAMS, "Invalid params: params.%s" % exc) from None
 
+    # ---- documents and cell features (standard LSP) ----
+
+    def _did_open(self, ctx: RequestContext, params: Any) -> None:
+        self.documents.did_open(params)
+
+    def _did_change(self, ctx: RequestContext, params: Any) -> None:
+        self.documents.did_change(params)
+
+    def _did_close(self, ctx: RequestContext, params: Any) -> None:
+        self.documents.did_close(params)
+
+    def _did_change_configuration(self, ctx: RequestContext, params: Any) -> None:
+        found, raw = _setting(params, ("gpuWorkbench", "cells", "markers"))
+        if not found:
+            log.debug("configuration change without gpuWorkbench.cells.markers")
+            return
+        markers, warning = parse_markers(raw, "gpuWorkbench.cells.markers")
+        if warning is not None:
+            log.warning("%s", warning)
+        if markers == self._cell_markers:
+            return
+        self._cell_markers = markers
+        log.info("cell markers: %s", "defaults" if markers is None else markers)
+        if self._code_lens_refresh and self._connection is not None:
+            self._connection.request("workspace/codeLens/refresh")
+
+    def _parsed(self, params: Any) -> Tuple[str, Optional[ParsedCells]]:
+        uri = text_document_uri(params)
+        if uri is None:
+            raise RpcError(
+                INVALID_PARAMS, "Invalid params: params.textDocument.uri must be a string"
+            )
+        doc = self.documents.get(uri)
+        if doc is None:
+            return uri, None  # not open (or not Python): no features, not an error
+        return uri, parsed_cells(doc, self._cell_markers)
+
+    # Results are built from plain values only, so they skip to_json (PlainJson).
+
+    def _code_lens(self, ctx: RequestContext, params: Any) -> PlainJson:
+        uri, parsed = self._parsed(params)
+        return PlainJson([] if parsed is None else code_lenses(parsed, uri))
+
+    def _folding_range(self, ctx: RequestContext, params: Any) -> PlainJson:
+        _, parsed = self._parsed(params)
+        return PlainJson([] if parsed is None else folding_ranges(parsed))
+
+    def _document_symbol(self, ctx: RequestContext, params: Any) -> PlainJson:
+        _, parsed = self._parsed(params)
+        return PlainJson([] if parsed is None else document_symbols(parsed))
+
     # ---- kernels ----
 
     def _notify(self, method: str, params: Dict[str, Any]) -> None:
@@ -288,3 +365,30 @@ class Server(Router):
         self, ctx: RequestContext, params: KernelIdParams
     ) -> KernelVariablesResult:
         return KernelVariablesResult(variables=self._kernel_manager().variables(params.kernelId))
+
+
+def _setting(params: Any, path: Sequence[str]) -> Tuple[bool, Any]:
+    """Look up ``params.settings.<path>``; also accepts dotted keys ("cells.markers")."""
+    node = params.get("settings") if isinstance(params, dict) else None
+    parts = list(path)
+    while parts:
+        if not isinstance(node, dict):
+            return False, None
+        for size in range(len(parts), 0, -1):
+            key = ".".join(parts[:size])
+            if key in node:
+                node = node[key]
+                parts = parts[size:]
+                break
+        else:
+            return False, None
+    return True, node
+
+
+def _code_lens_refresh_support(params: Any) -> bool:
+    node = params
+    for key in ("capabilities", "workspace", "codeLens", "refreshSupport"):
+        if not isinstance(node, dict):
+            return False
+        node = node.get(key)
+    return node is True

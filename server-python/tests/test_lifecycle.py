@@ -10,8 +10,14 @@ def test_initialize_result(session):
     assert result["serverInfo"] == {"name": "gpu-workbench", "version": __version__}
     methods = result["capabilities"]["experimental"]["gpuWorkbench"]["methods"]
     assert "workbench/ping" in methods and "workbench/status" in methods
-    # Nothing else is advertised yet.
-    assert set(result["capabilities"]) == {"experimental"}
+    # Cell features for Python files (tests/test_lsp_cells.py) and the custom methods.
+    assert set(result["capabilities"]) == {
+        "experimental",
+        "textDocumentSync",
+        "codeLensProvider",
+        "foldingRangeProvider",
+        "documentSymbolProvider",
+    }
 
 
 def test_request_before_initialize_is_rejected(session):

@@ -90,7 +90,7 @@ def test_spec_kernel_and_cell_methods():
         ["cwd", "env", "envFile", "idleTimeoutSeconds", "name", "python"], KERNEL_INFO
     )
     assert methods["kernel/execute"] == request(
-        ["code", "executionId", "file", "kernelId", "line", "stopOnError"],
+        ["after", "code", "executionId", "file", "kernelId", "line", "stopOnError"],
         ["executionId", "queuePosition"],
     )
     assert methods["kernel/interrupt"] == request(["graceSeconds", "kernelId"], ["outcome"])

@@ -357,6 +357,24 @@ def test_stop_on_error_aborts_queued(kernels):
     assert c.result(e2).result == {"text/plain": "'after'"}
 
 
+def test_after_skips_when_the_previous_execution_failed(kernels):
+    """`after` is decided when the kernel dequeues: no race with a fast failing cell."""
+    c = kernels().connect()
+    bad = c.execute("1/0", stopOnError=True)
+    assert c.result(bad).status == "error"  # finished before the next is even sent
+    skipped = c.execute("y = 1", stopOnError=True, after=bad)
+    reply = c.result(skipped).reply
+    assert reply["status"] == "aborted" and reply["executionCount"] is None
+    chained = c.execute("y = 2", after=skipped)
+    assert c.result(chained).status == "aborted"
+    good = c.execute("z = 3")
+    assert c.result(good).status == "ok"
+    runs = c.execute("z + 1", after=good)
+    assert c.result(runs).result == {"text/plain": "4"}
+    unknown = c.execute("5", after="never-seen")
+    assert c.result(unknown).status == "ok"
+
+
 def test_clear_queue(kernels):
     c = kernels().connect()
     gate = c.execute("input()")

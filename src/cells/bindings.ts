@@ -29,6 +29,11 @@ export class KernelBindings implements vscode.Disposable {
     this.bindings = new Map(Object.entries(state.get<Record<string, Binding>>(STATE_KEY, {})));
   }
 
+  /** Every kernel a document is bound to. */
+  kernelIds(): string[] {
+    return [...new Set([...this.bindings.values()].map((b) => b.kernelId))];
+  }
+
   kernelFor(uri: vscode.Uri): string | undefined {
     return this.bindings.get(uri.toString())?.kernelId;
   }

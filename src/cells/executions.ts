@@ -43,9 +43,15 @@ export interface ExecutionRecord {
   textLength: number;
   /** Set when the document changed inside the cell after it ran. */
   stale?: boolean;
+  /** Highest kernel event seq applied: a replay that overlaps is applied once. */
+  lastSeq?: number;
 }
 
 const STATE_KEY = "gpuWorkbench.executions";
+/** Per kernel, the seq up to which the persisted records are complete. */
+const SEQS_KEY = "gpuWorkbench.executions.kernelSeqs";
+/** Execution ids of notebook cells start with this (notebooks/controller.ts). */
+export const NOTEBOOK_PREFIX = "nb-";
 const KEEP = 200;
 /** Text kept per execution in the persisted summary. */
 const PERSIST_TEXT = 20_000;
@@ -59,12 +65,18 @@ export class ExecutionStore implements vscode.Disposable {
   /** Fires when results are cleared: for one document URI, or all (undefined). */
   readonly onDidClear = this.clearEmitter.event;
   private saveTimer: NodeJS.Timeout | undefined;
+  /** Highest seq applied per kernel, saved with the records. */
+  private readonly kernelSeqs: Map<string, number>;
+  /** What the last window saved: where a replay after a reload must start from. */
+  private readonly durable: ReadonlyMap<string, number>;
 
   constructor(
     private readonly state: vscode.Memento,
     onKernelEvent: vscode.Event<proto.KernelEventParams>,
   ) {
     for (const r of state.get<ExecutionRecord[]>(STATE_KEY, [])) this.records.set(r.executionId, r);
+    this.kernelSeqs = new Map(Object.entries(state.get<Record<string, number>>(SEQS_KEY, {})));
+    this.durable = new Map(this.kernelSeqs);
     this.subscriptions.push(
       onKernelEvent((p) => this.apply(p.kernelId, p.event)),
       this.emitter,
@@ -89,8 +101,18 @@ export class ExecutionStore implements vscode.Disposable {
       textLength: 0,
     };
     this.records.set(executionId, r);
-    this.changed(r);
+    this.emitter.fire(r);
+    // Saved at once (one small write per run, not per output): a reload right after a run
+    // starts must still know which cell it belongs to.
+    if (source) this.saveNow();
+    else this.scheduleSave();
     return r;
+  }
+
+  private saveNow(): void {
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = undefined;
+    void this.save();
   }
 
   get(executionId: string): ExecutionRecord | undefined {
@@ -121,7 +143,15 @@ export class ExecutionStore implements vscode.Disposable {
     }
   }
 
+  /** The seq up to which this store's saved records were complete when the window opened. */
+  durableSeq(kernelId: string): number | undefined {
+    return this.durable.get(kernelId);
+  }
+
   private apply(kernelId: string, event: proto.KernelEvent | proto.KernelGap): void {
+    if (event.type !== "gap") {
+      this.kernelSeqs.set(kernelId, Math.max(event.seq, this.kernelSeqs.get(kernelId) ?? 0));
+    }
     if (event.type === "gap" || !("executionId" in event) || !event.executionId) {
       if (event.type === "died") {
         for (const r of this.records.values()) {
@@ -133,8 +163,12 @@ export class ExecutionStore implements vscode.Disposable {
       }
       return;
     }
+    // Notebook cells keep their outputs in the notebook itself (see notebooks/controller).
+    if (event.executionId.startsWith(NOTEBOOK_PREFIX)) return;
     // A replayed execution this window never started (the CLI, a reload): keep it too.
     const r = this.records.get(event.executionId) ?? this.add(event.executionId, kernelId, "", undefined);
+    if (r.lastSeq !== undefined && event.seq <= r.lastSeq) return;
+    r.lastSeq = event.seq;
     switch (event.type) {
       case "status":
         if (event.state === "busy" && r.status === "queued") {
@@ -144,6 +178,11 @@ export class ExecutionStore implements vscode.Disposable {
         break;
       case "execute_input":
         r.executionCount = event.executionCount;
+        // A replayed run this window did not start (or did not save before a reload).
+        if (!r.source && event.file) {
+          const uri = event.file.includes("://") ? vscode.Uri.parse(event.file) : vscode.Uri.file(event.file);
+          r.source = { uri: uri.toString(), line: event.line ?? 0, title: "Cell" };
+        }
         break;
       case "stream": {
         const last = r.outputs[r.outputs.length - 1];
@@ -203,6 +242,8 @@ export class ExecutionStore implements vscode.Disposable {
           o.kind === "stream" && o.text.length > PERSIST_TEXT ? { ...o, text: `…${o.text.slice(-PERSIST_TEXT)}` } : o,
         ),
       }));
+    // Records and seqs together: a replay after a reload starts where these records end.
+    void this.state.update(SEQS_KEY, Object.fromEntries(this.kernelSeqs));
     return this.state.update(STATE_KEY, keep);
   }
 

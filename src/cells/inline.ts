@@ -185,7 +185,7 @@ function seconds(ms: number | null | undefined): string {
 }
 
 function clip(text: string, n = NOTE_CHARS): string {
-  const one = text.replace(/\s+/g, " ").trim();
+  const one = text.replace(ANSI, "").replace(/\s+/g, " ").trim();
   return one.length > n ? `${one.slice(0, n - 1)}…` : one;
 }
 

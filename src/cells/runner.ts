@@ -40,6 +40,7 @@ export class CellRunner {
           line: cell.codeStartLine,
           stopOnError,
           executionId: ids[i] as string,
+          ...(stopOnError && i > 0 ? { after: ids[i - 1] as string } : {}),
         }),
       ),
     );

@@ -101,6 +101,20 @@ export class KernelService implements vscode.Disposable {
     }, 500);
   }
 
+  /**
+   * After a window reload, replay from where the consumers' saved state ends, not from
+   * where this service last saw (its state and theirs are saved at different moments).
+   * Records ignore seqs they already have, so replaying a little more is harmless.
+   */
+  setDurableFloor(floor: (kernelId: string) => number | undefined): void {
+    for (const [kernelId, seen] of this.tracked) this.tracked.set(kernelId, Math.min(seen, floor(kernelId) ?? 0));
+  }
+
+  /** Follow a kernel from `since` unless already followed (re-attached when the backend is ready). */
+  follow(kernelId: string, since: number): void {
+    if (!this.tracked.has(kernelId)) this.tracked.set(kernelId, since);
+  }
+
   /** The last seq this window has seen of a kernel it follows. */
   lastSeq(kernelId: string): number | undefined {
     return this.tracked.get(kernelId);

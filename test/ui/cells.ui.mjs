@@ -47,14 +47,16 @@ test("Shift+Enter through the quickstart shows a result under each cell", async 
 });
 
 test("a window reload during a long cell loses none of its output", async (env) => {
-  await withWorkbench(env, {}, async ({ page, screenshot }) => {
+  // Typed code keeps exactly the indentation typed here.
+  const settings = { "editor.autoIndent": "none", "editor.acceptSuggestionOnEnter": "off" };
+  await withWorkbench(env, settings, async ({ page, screenshot }) => {
     await openFile(page, "quickstart.py");
     await page.locator(STATUS_READY).waitFor({ timeout: 90_000 });
     // A new long cell at the end of the file.
     await page.locator(".monaco-editor .view-lines").first().click();
     await page.keyboard.press("Control+End");
-    await page.keyboard.type("\n# %% long\nimport time\nfor i in range(25):\n");
-    await page.keyboard.type("print('tick', i, flush=True)\ntime.sleep(0.2)\n", { delay: 5 });
+    await page.keyboard.type("\n# %% long\nimport time\nfor i in range(25):\n", { delay: 5 });
+    await page.keyboard.type("    print('tick', i, flush=True)\n    time.sleep(0.2)\n", { delay: 5 });
     await page.keyboard.press("Control+s");
     await page.keyboard.press("ArrowUp");
     await page.keyboard.press("Control+Enter");

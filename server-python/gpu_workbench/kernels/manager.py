@@ -154,6 +154,8 @@ class KernelManager:
             "stopOnError": bool(params.stopOnError),
             "storeHistory": True,
         }
+        if params.after:
+            op["after"] = params.after
         try:
             conn.send(op)
         except WorkerUnavailable:

@@ -614,6 +614,8 @@ class Kernel:
         self.cond = threading.Condition(self.lock)
         self.queue: Deque[Any] = collections.deque()
         self.running: Optional[str] = None
+        # Outcomes of recent executions, for the `after` field of execute (see PROTOCOL.md).
+        self.outcomes: "collections.OrderedDict[str, str]" = collections.OrderedDict()
         self.last_eid: Optional[str] = None
         self.count = 0
         self.clients: List[_Client] = []
@@ -954,11 +956,18 @@ class Kernel:
             }
         return {"seq": 0, "type": "status", "state": "idle", "queue": queue}
 
+    def _remember(self, eid: str, status: str) -> None:
+        """Keep recent outcomes for `after` checks (bounded)."""
+        self.outcomes[eid] = status
+        while len(self.outcomes) > 4096:
+            self.outcomes.popitem(last=False)
+
     def _abort_queue_locked(self) -> List[Dict[str, Any]]:
         msgs = []
         keep: Deque[Any] = collections.deque()
         for r in self.queue:
             if isinstance(r, dict):
+                self._remember(r["executionId"], "aborted")
                 msgs.append(_reply(r["executionId"], "aborted", None, 0.0))
             else:
                 keep.append(r)
@@ -1238,6 +1247,7 @@ class Kernel:
             "line": line,
             "stopOnError": bool(msg.get("stopOnError", False)),
             "storeHistory": msg.get("storeHistory", True) is not False,
+            "after": msg.get("after") if isinstance(msg.get("after"), str) else None,
         }
         with self.lock:
             if self.exit_reason is not None:
@@ -1430,6 +1440,18 @@ class Kernel:
 
     def _run(self, req: Dict[str, Any]) -> None:
         eid = req["executionId"]
+        after = req.get("after")
+        if after is not None and self.outcomes.get(after, "ok") != "ok":
+            # The execution this one follows failed: skip it, as stopOnError would have
+            # had it been queued in time.
+            with self.lock:
+                self._remember(eid, "aborted")
+                self.running = None
+                msgs = [_reply(eid, "aborted", None, 0.0)]
+                if not any(isinstance(r, dict) for r in self.queue):
+                    msgs.append(self._status_locked())
+                self._emit_locked(msgs)
+            return
         store = req["storeHistory"]
         t0 = time.perf_counter()
         if store:
@@ -1444,6 +1466,10 @@ class Kernel:
                         "type": "execute_input",
                         "executionId": eid,
                         "executionCount": count,
+                        # Where the code came from: a client that replays the journal later
+                        # (a reloaded window) can put the result back under its cell.
+                        "file": req["file"],
+                        "line": req["line"],
                     },
                 ]
             )
@@ -1479,6 +1505,7 @@ class Kernel:
                 self._read_pipes_locked()
                 self._flush_pending_locked()
                 tail.append(_reply(eid, status, count, _now_ms(t0)))
+                self._remember(eid, status)
                 if status == "error" and req["stopOnError"]:
                     tail.extend(self._abort_queue_locked())
                 self.running = None
