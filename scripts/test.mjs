@@ -60,6 +60,10 @@ const steps = {
     }),
   integration: async () => {
     const ws = await workspaceCopy();
+    // The extension host inherits the server's environment: kernels go to a scratch data
+    // directory and are shut down afterwards (they are detached and would outlive the run).
+    const dataDir = mkdtempSync(path.join(tmpdir(), "gpuwb-it-data-"));
+    process.env.GPUWB_DATA_DIR = dataDir;
     try {
       const trusted = await run(process.execPath, ["test/runner/run-integration.mjs", "--workspace", ws]);
       // Again in Restricted Mode, in a folder whose settings try to choose the interpreter.
@@ -75,6 +79,8 @@ const steps = {
       );
       return { code: trusted.code || restricted.code, out: `${trusted.out}\n${restricted.out}` };
     } finally {
+      delete process.env.GPUWB_DATA_DIR;
+      await run(process.execPath, ["dist/cli.js", "--data-dir", dataDir, "kernels", "kill", "--all"]);
       rmSync(ws, { recursive: true, force: true });
     }
   },

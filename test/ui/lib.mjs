@@ -1,5 +1,8 @@
 // Shared helpers for the UI tests (test/ui/*.ui.mjs): a fresh VS Code in Chromium driven
 // like a user, with screenshots under test-results/ui/.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { openWorkbench, startVsCodeServer } from "../runner/vscode-server.mjs";
@@ -35,7 +38,16 @@ export async function openFile(page, name) {
 
 /** A fresh VS Code with the development extension, or with `vsix` installed instead. */
 export async function withWorkbench({ vscodeDir, workspace }, userSettings, fn, vsix) {
-  const server = await startVsCodeServer({ vscodeDir, userSettings, log, installExtensions: vsix ? [vsix] : [] });
+  // Kernels are detached and outlive the window by design: give each workbench its own data
+  // directory and shut its kernels down afterwards, so tests leave no processes behind.
+  const dataDir = mkdtempSync(path.join(tmpdir(), "gpuwb-ui-data-"));
+  const settings = { "gpuWorkbench.dataDirectory": dataDir, ...userSettings };
+  const server = await startVsCodeServer({
+    vscodeDir,
+    userSettings: settings,
+    log,
+    installExtensions: vsix ? [vsix] : [],
+  });
   let wb;
   try {
     wb = await openWorkbench({
@@ -53,5 +65,12 @@ export async function withWorkbench({ vscodeDir, workspace }, userSettings, fn, 
   } finally {
     await wb?.close();
     await server.stop();
+    spawnSync(
+      process.execPath,
+      [path.join(ROOT, "dist", "cli.js"), "--data-dir", dataDir, "kernels", "kill", "--all"],
+      {
+        timeout: 60_000,
+      },
+    );
   }
 }

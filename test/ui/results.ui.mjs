@@ -145,7 +145,8 @@ test("results panel: Run All shows outputs, and hostile HTML runs no script", as
         .waitFor({ timeout: 15_000 });
 
       // After a window reload the serializer brings the panel back with the same entries.
-      await page.waitForTimeout(1500); // the execution store saves within a second
+      // The execution store saves within a second; the workbench saves its layout on a timer.
+      await page.waitForTimeout(4000);
       await page.reload();
       await poll("the restored panel with four entries", async () => {
         const f = await resultsFrame(page);
