@@ -15,7 +15,6 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const { values } = parseArgs({ options: { runs: { type: "string", default: "3" } } });
 const runs = Number(values.runs);
 const quiet = () => {};
-const LAST = "line 00199999";
 const CELL = `# %% flood\nfor i in range(200000):\n    print(f"line {i:08d} " + "x" * 80)\n`;
 
 async function frameWithText(page, text) {
@@ -59,10 +58,13 @@ for (let i = 0; i < runs; i++) {
     await page.keyboard.press("ArrowDown");
     const t0 = Date.now();
     await page.keyboard.press("Control+Enter");
+    // The panel cuts a flood at results.maxOutputCharacters and offers the full output:
+    // the end is shown when the flood's entry is done and carries that link.
     let seen;
-    while (Date.now() - t0 < 180_000) {
-      const f = await frameWithText(page, LAST);
-      if (f) {
+    while (Date.now() - t0 < 120_000) {
+      const f = await frameWithText(page, "Open full output");
+      const done = await f?.evaluate(() => document.querySelectorAll(".entry.status-ok").length).catch(() => 0);
+      if (done >= 2) {
         seen = Date.now() - t0;
         break;
       }
@@ -90,7 +92,7 @@ const row = (label, key, unit = " ms") =>
   console.log(
     `| ${label} | ${med(samples.map((s) => s[key] ?? Number.NaN))}${unit} | ${samples.map((s) => s[key]).join(", ")} |`,
   );
-row("Ctrl+Enter to the panel showing the last line", "panelShowsEndMs");
+row("Ctrl+Enter to the panel showing the flood done, cut, with Open full output", "panelShowsEndMs");
 row("Longest main-thread stall of the workbench while streaming", "longestStallMs");
 row("Main-thread stalls over 50 ms", "stallsOver50ms", "");
 row("Total stalled time", "totalStallMs");

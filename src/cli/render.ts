@@ -11,6 +11,11 @@ export interface Sink {
 
 /** The best terminal form of a mime bundle. */
 export function bundleText(data: MimeBundle): string {
+  // An image says what it is (a terminal cannot show it); its repr would say nothing.
+  for (const mime of ["image/png", "image/jpeg"]) {
+    const value = data[mime];
+    if (typeof value === "string") return `[${mime}, ${formatBytes(Math.floor((value.length * 3) / 4))}]`;
+  }
   const plain = data["text/plain"];
   if (typeof plain === "string") return plain;
   for (const mime of ["image/png", "image/jpeg", "image/svg+xml", "text/html", "text/markdown", "application/json"]) {
