@@ -95,21 +95,30 @@ export function registerCommands(ctx: Ctx): void {
             if (!client) return backendNotRunning(ctx);
             return spec.withClient(ctx, client, ...args);
           };
-    ctx.subscriptions.push(
-      vscode.commands.registerCommand(id, async (...args: unknown[]) => {
-        try {
-          return await handler(...args);
-        } catch (err) {
-          const data = proto.errorData(err);
-          const msg = err instanceof Error ? err.message : String(err);
-          ctx.log.error(`Command ${id} failed: ${msg}${data?.detail ? `\n${data.detail}` : ""}`);
-          const text = data?.hint ? `${msg} ${data.hint}` : msg;
-          void vscode.window.showErrorMessage(text, "Show Logs").then((c) => c && ctx.log.show());
-          return undefined;
-        }
-      }),
-    );
+    registerReporting(ctx, id, handler);
   }
+}
+
+/**
+ * Register a command whose failures are reported once: the message and the backend's hint
+ * to the user with "Show Logs", the detail to the log. The notification is not awaited, so
+ * the command's promise settles at once.
+ */
+export function registerReporting(ctx: Ctx, id: string, fn: (...args: unknown[]) => unknown): void {
+  ctx.subscriptions.push(
+    vscode.commands.registerCommand(id, async (...args: unknown[]) => {
+      try {
+        return await fn(...args);
+      } catch (err) {
+        const data = proto.errorData(err);
+        const msg = err instanceof Error ? err.message : String(err);
+        ctx.log.error(`Command ${id} failed: ${msg}${data?.detail ? `\n${data.detail}` : ""}`);
+        const text = data?.hint ? `${msg} ${data.hint}` : msg;
+        void vscode.window.showErrorMessage(text, "Show Logs").then((c) => c && ctx.log.show());
+        return undefined;
+      }
+    }),
+  );
 }
 
 async function backendNotRunning(ctx: Ctx): Promise<undefined> {

@@ -3,8 +3,8 @@
  * line), from an editor title button (a Uri), or from the active editor and its cursor.
  */
 import * as vscode from "vscode";
+import { registerReporting } from "../commands";
 import type { Ctx } from "../ctx";
-import * as proto from "../protocol";
 import type { CellIndex } from "./cellIndex";
 import type { CellRunner } from "./runner";
 
@@ -87,22 +87,7 @@ export function registerCellCommands(ctx: Ctx, index: CellIndex, runner: CellRun
     "gpuWorkbench.goToPreviousCell": async () => goTo(index, -1),
     "gpuWorkbench.selectKernelTarget": async (...args) => selectKernelTarget(ctx, args),
   };
-  for (const [id, fn] of Object.entries(commands)) {
-    ctx.subscriptions.push(
-      vscode.commands.registerCommand(id, async (...args: unknown[]) => {
-        try {
-          return await fn(...args);
-        } catch (err) {
-          const data = proto.errorData(err);
-          const msg = err instanceof Error ? err.message : String(err);
-          ctx.log.error(`${id} failed: ${msg}${data?.detail ? `\n${data.detail}` : ""}`);
-          const choice = await vscode.window.showErrorMessage(data?.hint ? `${msg}. ${data.hint}.` : msg, "Show Logs");
-          if (choice) ctx.log.show();
-          return undefined;
-        }
-      }),
-    );
-  }
+  for (const [id, fn] of Object.entries(commands)) registerReporting(ctx, id, fn);
 }
 
 function moveTo(editor: vscode.TextEditor, line: number): void {
