@@ -57,6 +57,28 @@ export function testPython() {
   );
 }
 
+/**
+ * A Python with torch, for tests and benchmarks that write checkpoints with torch itself:
+ * $GPUWB_TORCH_PYTHON, then Debian's /usr/bin/python3 (installing python3-torch with apt when
+ * running as root). Returns undefined when none can be had; tests then skip, except under
+ * CI=true, where they fail.
+ */
+export function torchPython() {
+  const candidates = [process.env.GPUWB_TORCH_PYTHON, "/usr/bin/python3"].filter(Boolean);
+  for (const c of candidates) if (pythonHas(c, ["torch", "numpy"])) return c;
+  if (process.getuid?.() === 0 && existsSync("/usr/bin/apt-get")) {
+    console.log("setup: installing python3-torch with apt (checkpoint fixtures are written by torch)…");
+    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    sh("apt-get", ["update", "-q"], { env });
+    if (
+      sh("apt-get", ["install", "-y", "-q", "--no-install-recommends", "python3-torch", "python3-numpy"], { env }) === 0
+    ) {
+      if (pythonHas("/usr/bin/python3", ["torch", "numpy"])) return "/usr/bin/python3";
+    }
+  }
+  return undefined;
+}
+
 export function packageVersion() {
   return JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).version;
 }

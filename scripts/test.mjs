@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { build, ensureNodeModules, ROOT, testPython } from "./setup.mjs";
+import { build, ensureNodeModules, ROOT, testPython, torchPython } from "./setup.mjs";
 
 const LAYERS = ["unit", "python", "integration", "ui"];
 const asked = process.argv.slice(2).filter((a) => LAYERS.includes(a));
@@ -53,11 +53,14 @@ async function workspaceCopy() {
 
 const steps = {
   unit: () => run(process.execPath, ["--test", "--test-reporter=spec", "out/test/unit/"]),
-  python: () =>
-    run(testPython(), ["-m", "pytest", "-q", "-p", "no:cacheprovider"], {
+  python: () => {
+    const python = testPython();
+    const torch = torchPython();
+    return run(python, ["-m", "pytest", "-q", "-p", "no:cacheprovider"], {
       cwd: path.join(ROOT, "server-python"),
-      env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1" },
-    }),
+      env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", ...(torch ? { GPUWB_TORCH_PYTHON: torch } : {}) },
+    });
+  },
   integration: async () => {
     const ws = await workspaceCopy();
     // The extension host inherits the server's environment: kernels go to a scratch data

@@ -12,6 +12,9 @@ const WORKSPACE_FOLDER = "${workspaceFolder}";
 /** Settings whose change restarts the backend. */
 export const RESTART_SETTINGS = [`${SECTION}.pythonPath`, `${SECTION}.dataDirectory`] as const;
 
+export const CHECKPOINTS_INCLUDE = "**/*.{safetensors,pt,pth,ckpt,gguf,npz,npy,bin}";
+export const CHECKPOINTS_EXCLUDE = "**/{node_modules,.git,.venv,venv,__pycache__}/**";
+
 export class Config {
   private get cfg(): vscode.WorkspaceConfiguration {
     return vscode.workspace.getConfiguration(SECTION);
@@ -52,6 +55,16 @@ export class Config {
   get maxOutputCharacters(): number {
     const n = this.cfg.get<number>("results.maxOutputCharacters", 200_000);
     return Number.isFinite(n) && n >= 1000 ? n : 200_000;
+  }
+
+  /** Glob of the files the Checkpoints view lists. */
+  get checkpointsInclude(): string {
+    return this.cfg.get<string>("checkpoints.include", "").trim() || CHECKPOINTS_INCLUDE;
+  }
+
+  /** Glob of files and folders the Checkpoints view leaves out; empty leaves out none. */
+  get checkpointsExclude(): string {
+    return this.cfg.get<string>("checkpoints.exclude", CHECKPOINTS_EXCLUDE).trim();
   }
 
   /** Interpreter for kernels; empty means the backend's. Restricted like pythonPath. */

@@ -6,6 +6,7 @@ import * as vscode from "vscode";
 import { onPythonExtensionChange, resolveInterpreter } from "./backend/interpreter";
 import type { BackendError, BackendState } from "./backend/manager";
 import { activateCells } from "./cells";
+import { activateCheckpoints } from "./checkpoints";
 import { registerCommands } from "./commands";
 import { Ctx } from "./ctx";
 import type { KernelService } from "./kernels/service";
@@ -44,6 +45,7 @@ export function activate(context: vscode.ExtensionContext): GpuWorkbenchApi {
   activateResults(c);
   activateNotebooks(c);
   activateVariables(c);
+  activateCheckpoints(c);
 
   c.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration((e) => {

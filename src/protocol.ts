@@ -214,6 +214,213 @@ export interface CellsParseResult {
   cells: Cell[];
 }
 
+// ---- checkpoints ---------------------------------------------------------------------
+
+export type CheckpointFormat =
+  | "safetensors"
+  | "pytorch-zip"
+  | "pytorch-legacy"
+  | "pytorch-tar"
+  | "torchscript"
+  | "pickle"
+  | "npy"
+  | "npz"
+  | "gguf"
+  | "hf-index"
+  | "hf-folder";
+
+export type SafetyVerdict = "safe" | "unknown" | "unsafe";
+
+export interface CheckpointInspectParams {
+  path: string;
+  /** Cap on the tensors listed (totals still count all); 0 lists none. */
+  maxTensors?: number;
+}
+
+export interface CheckpointTensor {
+  name: string;
+  /** Canonical upper-case name: F32, BF16, F8_E4M3, I64, BOOL, Q4_K, … */
+  dtype: string;
+  shape: number[];
+  numel: number;
+  nbytes: number | null;
+  storage: string | null;
+  storageOffset: number;
+  stride: number[] | null;
+  offset: number | null;
+  file: string | null;
+  member: string | null;
+  byteOrder: "little" | "big";
+  /** "weight" counts as a parameter; "state" is optimizer, scheduler and other training state. */
+  role: "weight" | "state";
+  detail: string | null;
+}
+
+export interface CheckpointDtypeTotal {
+  dtype: string;
+  tensors: number;
+  parameters: number;
+  bytes: number;
+}
+
+export interface CheckpointModule {
+  name: string;
+  path: string;
+  tensors: number;
+  parameters: number;
+  bytes: number;
+  children: CheckpointModule[];
+}
+
+export interface CheckpointSharedStorage {
+  storage: string;
+  tensors: string[];
+  bytes: number;
+}
+
+export interface CheckpointGlobal {
+  module: string;
+  name: string;
+  classification: "allowed" | "unsafe" | "unknown";
+  count: number;
+  where: string;
+  reason: string;
+}
+
+export interface CheckpointSafety {
+  verdict: SafetyVerdict;
+  summary: string;
+  globals: CheckpointGlobal[];
+  findings: string[];
+}
+
+export interface CheckpointFile {
+  path: string;
+  size: number;
+  format: string;
+}
+
+export interface CheckpointSummary {
+  path: string;
+  format: CheckpointFormat;
+  formatDetail: string;
+  fileSize: number;
+  files: CheckpointFile[];
+  tensorCount: number;
+  tensorsListed: number;
+  tensors: CheckpointTensor[];
+  /** Sum of numel; a 0-dim tensor counts 1. */
+  parameterCount: number;
+  tensorBytes: number;
+  storageBytes: number;
+  dtypes: CheckpointDtypeTotal[];
+  modules: CheckpointModule;
+  sharedStorages: CheckpointSharedStorage[];
+  epoch: number | null;
+  globalStep: number | null;
+  metadata: Record<string, unknown>;
+  structure: unknown;
+  warnings: string[];
+  safety: CheckpointSafety;
+  elapsedMs: number;
+}
+
+export interface CheckpointStatsParams {
+  path: string;
+  tensors?: string[] | null;
+  bins?: number;
+  timeBudgetMs?: number;
+  maxElements?: number;
+}
+
+export interface CheckpointHistogram {
+  edges: number[];
+  counts: number[];
+}
+
+export interface CheckpointTensorStats {
+  name: string;
+  dtype: string;
+  numel: number;
+  count: number;
+  sampled: boolean;
+  min: number | null;
+  max: number | null;
+  mean: number | null;
+  std: number | null;
+  nanCount: number;
+  infCount: number;
+  zeroFraction: number | null;
+  histogram: CheckpointHistogram | null;
+  error: string | null;
+}
+
+export interface CheckpointStatsResult {
+  path: string;
+  engine: "numpy" | "stdlib";
+  stats: CheckpointTensorStats[];
+  elapsedMs: number;
+}
+
+export interface CheckpointDiffParams {
+  a: string;
+  b: string;
+  compareValues?: boolean;
+}
+
+export type TensorChange = "added" | "removed" | "reshaped" | "retyped" | "changed" | "unchanged" | "unknown";
+
+export interface CheckpointDiffTensor {
+  name: string;
+  change: TensorChange;
+  a: CheckpointTensor | null;
+  b: CheckpointTensor | null;
+}
+
+export interface CheckpointMetadataChange {
+  key: string;
+  a: unknown;
+  b: unknown;
+}
+
+export interface CheckpointDiffCounts {
+  added: number;
+  removed: number;
+  reshaped: number;
+  retyped: number;
+  changed: number;
+  unchanged: number;
+  unknown: number;
+}
+
+export interface CheckpointDiffResult {
+  a: CheckpointFile;
+  b: CheckpointFile;
+  tensors: CheckpointDiffTensor[];
+  metadata: CheckpointMetadataChange[];
+  counts: CheckpointDiffCounts;
+  summary: string;
+  elapsedMs: number;
+}
+
+export interface CheckpointScanParams {
+  paths: string[];
+  allow?: string[];
+}
+
+export interface CheckpointScanEntry {
+  path: string;
+  format: string;
+  verdict: SafetyVerdict | "error";
+  summary: string;
+  globals: CheckpointGlobal[];
+  error: string | null;
+}
+
+export interface CheckpointScanResult {
+  results: CheckpointScanEntry[];
+}
+
 // ---- methods -------------------------------------------------------------------------
 
 export const status = new RequestType0<StatusResult, void>("workbench/status");
@@ -233,6 +440,13 @@ export const kernelVariables = new RequestType<KernelRef, KernelVariablesResult,
 export const kernelEvent = new NotificationType<KernelEventParams>("kernel/event");
 
 export const cellsParse = new RequestType<CellsParseParams, CellsParseResult, void>("cells/parse");
+
+export const checkpointInspect = new RequestType<CheckpointInspectParams, CheckpointSummary, void>(
+  "checkpoint/inspect",
+);
+export const checkpointStats = new RequestType<CheckpointStatsParams, CheckpointStatsResult, void>("checkpoint/stats");
+export const checkpointDiff = new RequestType<CheckpointDiffParams, CheckpointDiffResult, void>("checkpoint/diff");
+export const checkpointScan = new RequestType<CheckpointScanParams, CheckpointScanResult, void>("checkpoint/scan");
 
 // ---- errors --------------------------------------------------------------------------
 
@@ -389,6 +603,70 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
     kind: "request",
     params: shape<CellsParseParams>({ text: true, markers: true }),
     result: shape<CellsParseResult>({ cells: true }),
+  },
+  [checkpointInspect.method]: {
+    kind: "request",
+    params: shape<CheckpointInspectParams>({ path: true, maxTensors: true }),
+    result: shape<CheckpointSummary>({
+      path: true,
+      format: true,
+      formatDetail: true,
+      fileSize: true,
+      files: true,
+      tensorCount: true,
+      tensorsListed: true,
+      tensors: true,
+      parameterCount: true,
+      tensorBytes: true,
+      storageBytes: true,
+      dtypes: true,
+      modules: { name: true, path: true, tensors: true, parameters: true, bytes: true, children: true },
+      sharedStorages: true,
+      epoch: true,
+      globalStep: true,
+      metadata: true,
+      structure: true,
+      warnings: true,
+      safety: { verdict: true, summary: true, globals: true, findings: true },
+      elapsedMs: true,
+    }),
+  },
+  [checkpointStats.method]: {
+    kind: "request",
+    params: shape<CheckpointStatsParams>({
+      path: true,
+      tensors: true,
+      bins: true,
+      timeBudgetMs: true,
+      maxElements: true,
+    }),
+    result: shape<CheckpointStatsResult>({ path: true, engine: true, stats: true, elapsedMs: true }),
+  },
+  [checkpointDiff.method]: {
+    kind: "request",
+    params: shape<CheckpointDiffParams>({ a: true, b: true, compareValues: true }),
+    result: shape<CheckpointDiffResult>({
+      a: { path: true, size: true, format: true },
+      b: { path: true, size: true, format: true },
+      tensors: true,
+      metadata: true,
+      counts: {
+        added: true,
+        removed: true,
+        reshaped: true,
+        retyped: true,
+        changed: true,
+        unchanged: true,
+        unknown: true,
+      },
+      summary: true,
+      elapsedMs: true,
+    }),
+  },
+  [checkpointScan.method]: {
+    kind: "request",
+    params: shape<CheckpointScanParams>({ paths: true, allow: true }),
+    result: shape<CheckpointScanResult>({ results: true }),
   },
 };
 

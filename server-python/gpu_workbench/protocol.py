@@ -246,6 +246,220 @@ class CellsParseResult:
     cells: List[Cell]
 
 
+# ---- checkpoint/* ----
+# Results are built as plain JSON by gpu_workbench.checkpoints (fast for 100k tensors);
+# tests check that every object they build has exactly the fields declared here.
+
+
+@dataclass
+class CheckpointInspectParams:
+    path: str  # a file, a *.index.json or a folder of shards
+    maxTensors: Optional[int] = None  # cap on the tensors listed (totals still count all); 0: none
+
+
+@dataclass
+class CheckpointTensor:
+    name: str
+    dtype: str  # canonical upper-case name: F32, BF16, F8_E4M3, I64, BOOL, Q4_K, ...
+    shape: List[int]
+    numel: int
+    nbytes: Optional[int]  # bytes of this tensor's elements; None when unknown
+    storage: Optional[str]  # storage key (tied weights share one); None if the format has none
+    storageOffset: int  # in elements, into the storage
+    stride: Optional[List[int]]  # in elements; None: contiguous (row-major)
+    offset: Optional[int]  # absolute byte offset of element 0 in `file`; None: not addressable
+    file: Optional[str]  # the file holding the bytes; None: the inspected file
+    member: Optional[
+        str
+    ]  # zip member when the bytes are compressed inside it (offset is then into the member)
+    byteOrder: str  # "little" | "big"
+    role: str  # "weight" (counts as a parameter) | "state" (optimizer, scheduler, loops, callbacks)
+    detail: Optional[str]  # e.g. "parameter", "quantized per_tensor_affine scale=0.1"
+
+
+@dataclass
+class CheckpointDtypeTotal:
+    dtype: str
+    tensors: int
+    parameters: int
+    bytes: int
+
+
+@dataclass
+class CheckpointModule:
+    name: str  # last path component ("" for the root)
+    path: str  # dotted path
+    tensors: int
+    parameters: int
+    bytes: int
+    children: List[Any]  # CheckpointModule
+
+
+@dataclass
+class CheckpointSharedStorage:
+    storage: str
+    tensors: List[str]
+    bytes: int
+
+
+@dataclass
+class CheckpointGlobal:
+    module: str  # exactly as written in the pickle
+    name: str
+    classification: str  # "allowed" | "unsafe" | "unknown"
+    count: int
+    where: str  # the pickle it was found in, e.g. "archive/data.pkl"
+    reason: str  # why it is allowed or not
+
+
+@dataclass
+class CheckpointSafety:
+    verdict: str  # "safe" | "unknown" | "unsafe"
+    summary: str  # one sentence for the banner
+    globals: List[CheckpointGlobal]
+    findings: List[str]  # other issues: refused opcodes, limits hit, zip tricks
+
+
+@dataclass
+class CheckpointFile:
+    path: str
+    size: int
+    format: str
+
+
+@dataclass
+class CheckpointSummary:
+    path: str
+    format: str  # safetensors | pytorch-zip | pytorch-legacy | pytorch-tar | torchscript | pickle | npy | npz | gguf | hf-index | hf-folder
+    formatDetail: str
+    fileSize: int  # bytes of all files read
+    files: List[CheckpointFile]  # shards (one entry for a single file)
+    tensorCount: int
+    tensorsListed: int  # < tensorCount when maxTensors cut the list
+    tensors: List[CheckpointTensor]
+    parameterCount: int  # sum of numel over tensors; a 0-dim tensor counts 1
+    tensorBytes: int  # sum of nbytes (views counted once per tensor)
+    storageBytes: int  # bytes on disk after de-duplicating shared storages
+    dtypes: List[CheckpointDtypeTotal]
+    modules: CheckpointModule
+    sharedStorages: List[CheckpointSharedStorage]
+    epoch: Optional[int]
+    globalStep: Optional[int]
+    metadata: Dict[str, Any]  # format/framework metadata, JSON values only
+    structure: Any  # depth-limited sketch of the pickled object (None for non-pickle formats)
+    warnings: List[str]
+    safety: CheckpointSafety
+    elapsedMs: float
+
+
+@dataclass
+class CheckpointStatsParams:
+    path: str
+    tensors: Optional[List[str]] = None  # None: every tensor
+    bins: Optional[int] = None  # histogram bins, default 32
+    timeBudgetMs: Optional[float] = (
+        None  # per tensor; beyond it the tensor is sampled (default 2000)
+    )
+    maxElements: Optional[int] = None  # read at most this many elements per tensor before sampling
+
+
+@dataclass
+class CheckpointHistogram:
+    edges: List[float]  # bins + 1 edges
+    counts: List[int]
+
+
+@dataclass
+class CheckpointTensorStats:
+    name: str
+    dtype: str
+    numel: int
+    count: int  # elements read (== numel unless sampled)
+    sampled: bool
+    min: Optional[float]  # None when no finite element
+    max: Optional[float]
+    mean: Optional[float]
+    std: Optional[float]
+    nanCount: int
+    infCount: int
+    zeroFraction: Optional[float]
+    histogram: Optional[CheckpointHistogram]
+    error: Optional[str]  # why this tensor has no statistics (unsupported dtype, unreadable)
+
+
+@dataclass
+class CheckpointStatsResult:
+    path: str
+    engine: str  # "numpy" | "stdlib"
+    stats: List[CheckpointTensorStats]
+    elapsedMs: float
+
+
+@dataclass
+class CheckpointDiffParams:
+    a: str
+    b: str
+    compareValues: Optional[bool] = None  # hash byte ranges of same-shaped tensors (default true)
+
+
+@dataclass
+class CheckpointDiffTensor:
+    name: str
+    change: str  # added | removed | reshaped | retyped | changed | unchanged | unknown
+    a: Optional[CheckpointTensor]
+    b: Optional[CheckpointTensor]
+
+
+@dataclass
+class CheckpointMetadataChange:
+    key: str  # dotted path into metadata
+    a: Any
+    b: Any
+
+
+@dataclass
+class CheckpointDiffCounts:
+    added: int
+    removed: int
+    reshaped: int
+    retyped: int
+    changed: int
+    unchanged: int
+    unknown: int  # values not compared (compareValues false, unaddressable data)
+
+
+@dataclass
+class CheckpointDiffResult:
+    a: CheckpointFile
+    b: CheckpointFile
+    tensors: List[CheckpointDiffTensor]  # every name in either, changed ones first
+    metadata: List[CheckpointMetadataChange]
+    counts: CheckpointDiffCounts
+    summary: str
+    elapsedMs: float
+
+
+@dataclass
+class CheckpointScanParams:
+    paths: List[str]  # files or folders (searched recursively, by content)
+    allow: Optional[List[str]] = None  # extra allowed globals, "module.name"
+
+
+@dataclass
+class CheckpointScanEntry:
+    path: str
+    format: str
+    verdict: str  # safe | unknown | unsafe | error
+    summary: str
+    globals: List[CheckpointGlobal]
+    error: Optional[str]
+
+
+@dataclass
+class CheckpointScanResult:
+    results: List[CheckpointScanEntry]
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """One custom method: its name, kind and the dataclasses of its params and result."""
@@ -275,6 +489,10 @@ METHODS: Dict[str, MethodInfo] = {
         MethodInfo("kernel/variables", "request", KernelIdParams, KernelVariablesResult),
         MethodInfo("kernel/event", "notification", KernelEventParams, to_client=True),
         MethodInfo("cells/parse", "request", CellsParseParams, CellsParseResult),
+        MethodInfo("checkpoint/inspect", "request", CheckpointInspectParams, CheckpointSummary),
+        MethodInfo("checkpoint/stats", "request", CheckpointStatsParams, CheckpointStatsResult),
+        MethodInfo("checkpoint/diff", "request", CheckpointDiffParams, CheckpointDiffResult),
+        MethodInfo("checkpoint/scan", "request", CheckpointScanParams, CheckpointScanResult),
     )
 }
 

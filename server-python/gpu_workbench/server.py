@@ -30,6 +30,10 @@ from .protocol import (
     METHODS,
     CellsParseParams,
     CellsParseResult,
+    CheckpointDiffParams,
+    CheckpointInspectParams,
+    CheckpointScanParams,
+    CheckpointStatsParams,
     EmptyResult,
     InitializeParams,
     KernelAttachParams,
@@ -123,6 +127,13 @@ class Server(Router):
             "kernel/attach": Route(self._kernel_attach, KernelAttachParams, slow=True),
             "kernel/inputReply": Route(self._kernel_input_reply, KernelInputReplyParams),
             "kernel/variables": Route(self._kernel_variables, KernelIdParams, slow=True),
+            # Checkpoints run no code from the file, so they are served in untrusted workspaces.
+            "checkpoint/inspect": Route(
+                self._checkpoint_inspect, CheckpointInspectParams, slow=True
+            ),
+            "checkpoint/stats": Route(self._checkpoint_stats, CheckpointStatsParams, slow=True),
+            "checkpoint/diff": Route(self._checkpoint_diff, CheckpointDiffParams, slow=True),
+            "checkpoint/scan": Route(self._checkpoint_scan, CheckpointScanParams, slow=True),
         }
         # Notifications this server sends; advertised with the methods it serves.
         self._sends = sorted(name for name, info in METHODS.items() if info.to_client)
@@ -365,6 +376,86 @@ class Server(Router):
         self, ctx: RequestContext, params: KernelIdParams
     ) -> KernelVariablesResult:
         return KernelVariablesResult(variables=self._kernel_manager().variables(params.kernelId))
+
+    # ---- checkpoints ----
+
+    def _checkpoint_inspect(
+        self, ctx: RequestContext, params: CheckpointInspectParams
+    ) -> PlainJson:
+        from .checkpoints import readers
+
+        with checkpoint_progress(ctx, "Inspecting checkpoint") as progress:
+            progress.report(message=os.path.basename(params.path))
+            return PlainJson(
+                readers.inspect(params.path, params.maxTensors, ctx.raise_if_cancelled)
+            )
+
+    def _checkpoint_stats(self, ctx: RequestContext, params: CheckpointStatsParams) -> PlainJson:
+        from .checkpoints import stats
+
+        with checkpoint_progress(ctx, "Computing statistics") as progress:
+            return PlainJson(
+                stats.compute(
+                    params.path,
+                    tensors=params.tensors,
+                    bins=params.bins,
+                    time_budget_ms=params.timeBudgetMs,
+                    max_elements=params.maxElements,
+                    check=ctx.raise_if_cancelled,
+                    report=progress.fraction,
+                )
+            )
+
+    def _checkpoint_diff(self, ctx: RequestContext, params: CheckpointDiffParams) -> PlainJson:
+        from .checkpoints import diff
+
+        with checkpoint_progress(ctx, "Comparing checkpoints") as progress:
+            return PlainJson(
+                diff.compare(
+                    params.a,
+                    params.b,
+                    compare_values=params.compareValues is not False,
+                    check=ctx.raise_if_cancelled,
+                    report=progress.fraction,
+                )
+            )
+
+    def _checkpoint_scan(self, ctx: RequestContext, params: CheckpointScanParams) -> PlainJson:
+        from .checkpoints import readers
+
+        with checkpoint_progress(ctx, "Scanning checkpoints"):
+            return PlainJson(readers.scan(params.paths, params.allow, ctx.raise_if_cancelled))
+
+
+class _Progress:
+    """Work-done progress for a checkpoint request, throttled to a few reports a second."""
+
+    def __init__(self, ctx: RequestContext, title: str) -> None:
+        self._progress = ctx.work_done_progress(title, cancellable=True)
+        self._last = 0.0
+
+    def report(self, message: Optional[str] = None, percentage: Optional[int] = None) -> None:
+        self._progress.report(message=message, percentage=percentage)
+
+    def fraction(self, done: float, message: Optional[str] = None) -> None:
+        now = time.monotonic()
+        if now - self._last < 0.2 and done < 1.0:
+            return
+        self._last = now
+        self._progress.report(message=message, percentage=max(0, min(100, int(done * 100))))
+
+
+class checkpoint_progress:  # a context manager, named like one
+    def __init__(self, ctx: RequestContext, title: str) -> None:
+        self._ctx = ctx
+        self._progress = _Progress(ctx, title)
+
+    def __enter__(self) -> _Progress:
+        self._progress._progress.begin(percentage=0)
+        return self._progress
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self._progress._progress.end("cancelled" if self._ctx.is_cancelled else "done")
 
 
 def _setting(params: Any, path: Sequence[str]) -> Tuple[bool, Any]:

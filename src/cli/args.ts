@@ -8,6 +8,8 @@ export interface OptionSpec {
   takesValue?: boolean;
   help: string;
   valueName?: string;
+  /** May be given several times; every value is kept in `Parsed.lists`. */
+  repeatable?: boolean;
 }
 
 export interface CommandSpec {
@@ -17,7 +19,12 @@ export interface CommandSpec {
   options: OptionSpec[];
 }
 
-export type Parsed = { options: Record<string, string | boolean>; positionals: string[] };
+export type Parsed = {
+  options: Record<string, string | boolean>;
+  positionals: string[];
+  /** All values of repeatable options, in order (`options` keeps the last). */
+  lists?: Record<string, string[]>;
+};
 
 export class UsageError extends Error {
   constructor(
@@ -32,6 +39,7 @@ export class UsageError extends Error {
 /** Parse `--name`, `--name=value` and `--name value`; `-h` is `--help`. */
 export function parseOptions(argv: readonly string[], spec: readonly OptionSpec[], cmd?: CommandSpec): Parsed {
   const options: Record<string, string | boolean> = {};
+  const lists: Record<string, string[]> = {};
   const positionals: string[] = [];
   const byName = new Map(spec.map((o) => [o.name, o]));
   for (let i = 0; i < argv.length; i++) {
@@ -61,8 +69,9 @@ export function parseOptions(argv: readonly string[], spec: readonly OptionSpec[
     const value = eq >= 0 ? arg.slice(eq + 1) : argv[++i];
     if (value === undefined || value === "") throw new UsageError(`option --${name} needs a value`, cmd);
     options[name] = value;
+    if (o.repeatable) lists[name] = [...(lists[name] ?? []), value];
   }
-  return { options, positionals };
+  return { options, positionals, lists };
 }
 
 /** Help text for one command (or the top level when `commands` is given). */

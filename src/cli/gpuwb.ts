@@ -11,6 +11,7 @@ import { firstUsablePython, PATH_CANDIDATES, PythonError, type PythonProbe, prob
 import * as proto from "../protocol";
 import { type CommandSpec, formatHelp, type OptionSpec, type Parsed, parseOptions, UsageError } from "./args";
 import { type Command, CommandError, EXIT, type Output } from "./command";
+import { ckptCommands } from "./commands/ckpt";
 import { kernelsAttachCommand, kernelsKillCommand, kernelsListCommand } from "./commands/kernels";
 import { runCommand } from "./commands/run";
 import { statusCommand } from "./commands/status";
@@ -42,10 +43,20 @@ const TOP: CommandSpec = {
   options: [...GLOBAL_OPTIONS, { name: "version", help: "print the version" }],
 };
 
-const COMMANDS: Command[] = [statusCommand, runCommand, kernelsListCommand, kernelsAttachCommand, kernelsKillCommand];
+const COMMANDS: Command[] = [
+  statusCommand,
+  runCommand,
+  kernelsListCommand,
+  kernelsAttachCommand,
+  kernelsKillCommand,
+  ...ckptCommands,
+];
 
 /** Groups of subcommands (`gpuwb kernels …`) get their own help. */
-const GROUPS: Record<string, string> = { kernels: "List, follow and end kernels." };
+const GROUPS: Record<string, string> = {
+  kernels: "List, follow and end kernels.",
+  ckpt: "Inspect, compare and safety-scan model checkpoints without running their code.",
+};
 
 function readVersion(): string {
   try {
