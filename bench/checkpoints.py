@@ -3,16 +3,17 @@
 
 Side by side, in one run, on one machine:
 
-- Inspect time and peak memory against file size: safetensors files of about 1 GB, 10 GB
-  and 100 GB (sparse files made with truncate, real headers in a Llama layout), a
-  1,000-tensor safetensors header, and PyTorch zip files of about 100 MB and 2 GB written by
-  torch.save.
-- The same 2 GB .pt loaded with torch.load(weights_only=True), the peer: time and peak memory.
+- Inspect time and peak memory against file size at a fixed tensor count: one Llama layout
+  (32 layers, 291 tensors) as safetensors of about 1 GB, 13 GB and 100 GB (sparse files
+  made with truncate, real headers), and PyTorch zip files of 64 tensors at about 100 MB
+  and 2 GB written by torch.save. Plus 1,000-tensor files of both kinds (the 50 ms goal).
+- The .pt files loaded with torch.load(weights_only=True), the peer: time and peak memory.
 
-Every measurement runs in a fresh subprocess so peak RSS (ru_maxrss) is that one operation's,
-reported as growth over the interpreter's baseline after imports. Each is repeated and the
-median kept; the page cache is warm for both tools (each file is read once before timing).
-Nothing is asserted: this is a report.
+Every measurement runs in a fresh subprocess; peak memory is the growth of that process's
+peak RSS (VmHWM, reset just before the operation through /proc/self/clear_refs) over its
+RSS after imports. Reader modules are imported before timing, as in the long-lived backend.
+Each measurement is repeated and the median kept; the page cache is warm for both tools
+(each .pt is read once before timing). Nothing is asserted: this is a report.
 
     /usr/bin/python3 bench/checkpoints.py [--dir DIR] [--quick] [--json OUT]
 
@@ -41,24 +42,41 @@ SERVER_ROOT = ROOT / "server-python"
 
 # Run in a child: measure one operation, print {"seconds", "baselineKiB", "peakKiB", ...}.
 _CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 sys.path.insert(0, %(server)r)
+
+def status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])  # KiB
+    return 0
+
+def reset_peak():
+    # Linux: writing 5 to clear_refs resets VmHWM (the peak RSS) to the current RSS.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
 op, path = sys.argv[1], sys.argv[2]
 if op == "torch":
     import torch
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    reset_peak()
+    base = status("VmRSS")
     t0 = time.perf_counter()
     obj = torch.load(path, weights_only=True)
     seconds = time.perf_counter() - t0
     extra = {"tensors": len(obj)}
 else:
     from gpu_workbench.checkpoints import readers
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # The backend is long-lived: reader modules are imported once, not per file.
+    from gpu_workbench.checkpoints import gguf, hf, numpy_fmt, pickle_vm, safetensors, torch_zip
+    reset_peak()
+    base = status("VmRSS")
     t0 = time.perf_counter()
     summary = readers.inspect(path)
     seconds = time.perf_counter() - t0
     extra = {"tensors": summary["tensorCount"], "parameters": summary["parameterCount"]}
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = status("VmHWM")
 print(json.dumps(dict(seconds=seconds, baselineKiB=base, peakKiB=peak, **extra)))
 """
 
@@ -102,24 +120,29 @@ def sparse_safetensors(path: Path, layout: List[Tuple[str, List[int]]]) -> int:
     return 8 + len(text) + offset
 
 
-def torch_zip(path: Path, target_bytes: int) -> int:
-    """A state dict of float32 tensors (Llama-like names) written by torch.save."""
+def torch_zip(path: Path, target_bytes: int, layers: int = 32) -> int:
+    """A state dict of 64 float32 tensors (Llama-like names) written by torch.save, sized so
+    that the file is about `target_bytes`: the tensor count is the same at every size."""
     import torch
 
+    rows = max(1, target_bytes // (layers * 2048 * 4))
     sd = {}
-    total = 0
-    i = 0
-    while total < target_bytes:
-        for name, shape in (
-            ("mlp.up_proj.weight", [2048, 2048]),
-            ("input_layernorm.weight", [2048]),
-        ):
-            t = torch.randn(*shape)
-            sd["model.layers.%d.%s" % (i, name)] = t
-            total += t.numel() * 4
-        i += 1
+    for i in range(layers):
+        sd["model.layers.%d.mlp.up_proj.weight" % i] = torch.randn(rows, 2048)
+        sd["model.layers.%d.input_layernorm.weight" % i] = torch.randn(2048)
     torch.save(sd, path)
     return path.stat().st_size
+
+
+def torch_many(path: Path, count: int) -> None:
+    """A state dict of `count` small tensors, as torch.save writes it."""
+    import torch
+
+    sd = {
+        "model.layers.%d.%s" % (i // 10, "w%d" % (i % 10)): torch.randn(16, 16)
+        for i in range(count)
+    }
+    torch.save(sd, path)
 
 
 def run_child(op: str, path: Path, repeats: int) -> Dict[str, Any]:
@@ -190,33 +213,51 @@ def main() -> int:
     rows: List[Dict[str, Any]] = []
     try:
         files: List[Tuple[str, Path, int]] = []
+        # The same Llama layout (32 layers, 291 tensors) at three widths: ~1, ~13 and ~100 GB.
         specs = [
             (
-                "safetensors, 1,000 tensors",
+                "safetensors, 1,002 tensors",
                 "st-1000.safetensors",
                 llama_layout(111, 1024, 2816, 32000, 1024),
             ),
-            ("safetensors ~1 GB", "st-1g.safetensors", llama_layout(1, 4096, 11008, 32000, 4096)),
             (
-                "safetensors ~10 GB (7B layout, 24 layers)",
-                "st-10g.safetensors",
-                llama_layout(24, 4096, 11008, 32000, 4096),
+                "safetensors ~1 GB, 291 tensors",
+                "st-1g.safetensors",
+                llama_layout(32, 1024, 2816, 32000, 1024),
+            ),
+            (
+                "safetensors ~13 GB, 291 tensors (Llama-7B)",
+                "st-13g.safetensors",
+                llama_layout(32, 4096, 11008, 32000, 4096),
             ),
         ]
+        specs.append(
+            (
+                "safetensors, 100,000 tensors",
+                "st-100k.safetensors",
+                [
+                    ("model.layers.%d.experts.%d.w" % (i // 100, i % 100), [64, 64])
+                    for i in range(100_000)
+                ],
+            )
+        )
         if not args.quick:
             specs.append(
                 (
-                    "safetensors ~100 GB (70B layout, 56 layers)",
+                    "safetensors ~100 GB, 291 tensors",
                     "st-100g.safetensors",
-                    llama_layout(56, 8192, 28672, 32000, 1024),
+                    llama_layout(32, 11264, 30272, 32000, 11264),
                 )
             )
         for label, name, layout in specs:
             size = sparse_safetensors(work / name, layout)
             files.append((label, work / name, size))
-        pt_specs = [("PyTorch zip ~100 MB", "pt-100m.pt", 100 << 20)]
+        small = work / "pt-1000.pt"
+        torch_many(small, 1000)
+        files.append(("PyTorch zip, 1,000 tensors", small, small.stat().st_size))
+        pt_specs = [("PyTorch zip ~100 MB, 64 tensors", "pt-100m.pt", 100 << 20)]
         if not args.quick:
-            pt_specs.append(("PyTorch zip ~2 GB", "pt-2g.pt", 2 << 30))
+            pt_specs.append(("PyTorch zip ~2 GB, 64 tensors", "pt-2g.pt", 2 << 30))
         for label, name, target in pt_specs:
             size = torch_zip(work / name, target)
             files.append((label, work / name, size))
@@ -231,7 +272,7 @@ def main() -> int:
                 flush=True,
             )
         for label, path, size in files:
-            if path.suffix == ".pt" and (args.quick or size > (1 << 30)):
+            if path.suffix == ".pt":
                 r = run_child("torch", path, max(1, min(repeats, 3)))
                 rows.append(
                     {"file": label, "size": size, "tool": "torch.load(weights_only=True)", **r}

@@ -309,7 +309,7 @@ export interface CheckpointSummary {
   tensorCount: number;
   tensorsListed: number;
   tensors: CheckpointTensor[];
-  /** Sum of numel; a 0-dim tensor counts 1. */
+  /** Elements of weight tensors: a 0-dim tensor counts 1, tied weights count once, optimizer and training state not at all. */
   parameterCount: number;
   tensorBytes: number;
   storageBytes: number;

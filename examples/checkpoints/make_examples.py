@@ -40,6 +40,12 @@ def tiny_model() -> nn.Module:
             self.head = nn.Linear(32, 256, bias=False)
             self.head.weight = self.embed.weight  # tied weights: one storage, two names
 
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            x = self.embed(ids)
+            for block in self.blocks:
+                x = x + block["mlp"](block["norm"](x))
+            return self.head(x)
+
     return TinyLM()
 
 
@@ -102,7 +108,7 @@ def main() -> None:
     model = tiny_model()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1000, gamma=0.5)
-    loss = model.head(model.embed(torch.arange(8))).pow(2).mean()
+    loss = model(torch.arange(8)).pow(2).mean()
     loss.backward()
     opt.step()
     sched.step()

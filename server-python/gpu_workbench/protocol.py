@@ -337,7 +337,9 @@ class CheckpointSummary:
     tensorCount: int
     tensorsListed: int  # < tensorCount when maxTensors cut the list
     tensors: List[CheckpointTensor]
-    parameterCount: int  # sum of numel over tensors; a 0-dim tensor counts 1
+    # Elements of weight tensors: a 0-dim tensor counts 1, tied weights (one view of one
+    # storage under several names) count once, optimizer and training state not at all.
+    parameterCount: int
     tensorBytes: int  # sum of nbytes (views counted once per tensor)
     storageBytes: int  # bytes on disk after de-duplicating shared storages
     dtypes: List[CheckpointDtypeTotal]

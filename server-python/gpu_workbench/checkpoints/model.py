@@ -297,14 +297,24 @@ def summarize(reading: Reading, max_tensors: Optional[int], started: float) -> D
     dtypes: Dict[str, List[int]] = {}
     storages: Dict[Tuple[Optional[str], str], List[Tensor]] = {}
     storage_bytes = 0
+    seen_views = set()
     for t in tensors:
         nbytes = t.nbytes or 0
         tensor_bytes += nbytes
+        params = 0
         if t.role == "weight":
-            parameter_count += t.numel
+            params = t.numel
+            if t.storage is not None:
+                # Tied weights (one view of one storage under two names) count once, as
+                # sum(p.numel() for p in model.parameters()) does.
+                view = (t.file, t.storage, t.storage_offset, tuple(t.shape), tuple(t.stride or ()))
+                if view in seen_views:
+                    params = 0
+                seen_views.add(view)
+        parameter_count += params
         entry = dtypes.setdefault(t.dtype, [0, 0, 0])
         entry[0] += 1
-        entry[1] += t.numel if t.role == "weight" else 0
+        entry[1] += params
         entry[2] += nbytes
         if t.storage is None:
             storage_bytes += nbytes

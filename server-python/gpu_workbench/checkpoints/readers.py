@@ -107,7 +107,8 @@ def _read_zip(path: str, check: Check) -> Reading:
         listing = list_members(f, size)
     names = [m.name for m in listing.members]
     if any(
-        n.endswith("/data.pkl") or n == "data.pkl" or n.endswith("constants.pkl") for n in names
+        n.endswith(("/data.pkl", "constants.pkl", "/model.json")) or n in ("data.pkl", "model.json")
+        for n in names
     ):
         from . import torch_zip
 

@@ -180,11 +180,12 @@ def _stacked(
             )
             ref.numel = numel
             ref.nbytes = nbytes
-        ref.offset = (base + pos + 8) if base is not None else None
-        pos += 8 + nbytes
-        if pos > size:
+        if pos + 8 + nbytes > size:
+            # Leave the offset unknown: statistics must not read past the end of the file.
             reading.warn("%sstorage %s extends past the end of the file (truncated)" % (label, key))
             return root, storages, False
+        ref.offset = (base + pos + 8) if base is not None else None
+        pos += 8 + nbytes
     if pos < size and not label:
         reading.warn("%d bytes after the last storage" % (size - pos))
     return root, storages, True
