@@ -7,8 +7,8 @@ import * as path from "node:path";
 import * as vscode from "vscode";
 import type { Ctx } from "../ctx";
 import * as proto from "../protocol";
+import { StateQueries, webviewHtml, webviewOptions } from "../webview/html";
 import { CheckpointCallError, callCheckpoint } from "./backendCall";
-import { webviewHtml, webviewOptions } from "./html";
 import type { DiffDrive, DiffHostMessage, DiffRenderedState, DiffViewMessage, ViewError } from "./messages";
 
 export const DIFF_VIEW_TYPE = "gpuWorkbench.checkpointDiff";
@@ -41,11 +41,10 @@ export class DiffPanel implements vscode.Disposable {
   private error: ViewError | undefined;
   private running: vscode.CancellationTokenSource | undefined;
   private readonly subscriptions: vscode.Disposable[] = [];
-  private readonly pending = new Map<number, (s: DiffRenderedState) => void>();
+  private readonly queries = new StateQueries<DiffRenderedState>("diff view");
   private readonly readyWaiters: (() => void)[] = [];
   private readonly doneWaiters: (() => void)[] = [];
   private viewReady = false;
-  private nextRequest = 1;
   private generation = 0;
   private disposed = false;
 
@@ -59,13 +58,12 @@ export class DiffPanel implements vscode.Disposable {
     DiffPanel.all.push(this);
     panel.iconPath = vscode.Uri.joinPath(ctx.extension.extensionUri, "media", "activity.svg");
     panel.webview.options = webviewOptions(ctx.extension.extensionUri);
-    panel.webview.html = webviewHtml(
-      panel.webview,
-      ctx.extension.extensionUri,
-      "checkpointDiff",
-      title(a, b),
-      '<main id="gpuwb-checkpoint-diff" aria-busy="true"></main>',
-    );
+    panel.webview.html = webviewHtml(panel.webview, ctx.extension.extensionUri, {
+      script: "checkpointDiff",
+      style: "checkpoint",
+      title: title(a, b),
+      body: '<main id="gpuwb-checkpoint-diff" aria-busy="true"></main>',
+    });
     this.subscriptions.push(
       panel.webview.onDidReceiveMessage((m: DiffViewMessage) => void this.onMessage(m)),
       panel.onDidDispose(() => this.dispose()),
@@ -125,18 +123,7 @@ export class DiffPanel implements vscode.Disposable {
 
   async renderedState(timeoutMs = 15_000): Promise<DiffRenderedState> {
     if (!this.viewReady) await new Promise<void>((resolve) => this.readyWaiters.push(resolve));
-    const requestId = this.nextRequest++;
-    return new Promise<DiffRenderedState>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(requestId);
-        reject(new Error("The diff view did not answer"));
-      }, timeoutMs);
-      this.pending.set(requestId, (s) => {
-        clearTimeout(timer);
-        resolve(s);
-      });
-      void this.post({ type: "queryState", requestId });
-    });
+    return this.queries.ask((requestId) => void this.post({ type: "queryState", requestId }), timeoutMs);
   }
 
   private post(m: DiffHostMessage): Thenable<boolean> {
@@ -154,8 +141,7 @@ export class DiffPanel implements vscode.Disposable {
         for (const w of this.readyWaiters.splice(0)) w();
         break;
       case "state":
-        this.pending.get(m.requestId)?.(m.state);
-        this.pending.delete(m.requestId);
+        this.queries.answer(m.requestId, m.state);
         break;
       case "open":
         this.open(m.side === "a" ? this.a : this.b);

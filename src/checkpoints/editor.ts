@@ -6,7 +6,7 @@
 import * as path from "node:path";
 import * as vscode from "vscode";
 import type { Ctx } from "../ctx";
-import { webviewOptions } from "./html";
+import { webviewOptions } from "../webview/html";
 import { Inspector } from "./inspector";
 
 export const VIEW_TYPE = "gpuWorkbench.checkpoint";

@@ -8,8 +8,8 @@ import * as path from "node:path";
 import * as vscode from "vscode";
 import type { Ctx } from "../ctx";
 import * as proto from "../protocol";
+import { StateQueries, webviewHtml } from "../webview/html";
 import { CheckpointCallError, callCheckpoint } from "./backendCall";
-import { webviewHtml } from "./html";
 import type {
   InspectorDrive,
   InspectorHostMessage,
@@ -46,11 +46,10 @@ export class Inspector implements vscode.Disposable {
   /** Statistics results so far, re-sent when the view reloads. */
   private statsResults: { tensors: string[] | null; result: proto.CheckpointStatsResult }[] = [];
   private readonly subscriptions: vscode.Disposable[] = [];
-  private readonly pending = new Map<number, (s: InspectorRenderedState) => void>();
+  private readonly queries = new StateQueries<InspectorRenderedState>("checkpoint view");
   private readonly readyWaiters: (() => void)[] = [];
   private readonly loadWaiters: (() => void)[] = [];
   private viewReady = false;
-  private nextRequest = 1;
   private generation = 0;
   private disposed = false;
 
@@ -61,13 +60,12 @@ export class Inspector implements vscode.Disposable {
     private readonly onCompare: (fsPath: string) => void,
   ) {
     Inspector.all.push(this);
-    panel.webview.html = webviewHtml(
-      panel.webview,
-      ctx.extension.extensionUri,
-      "checkpoint",
-      path.basename(fsPath),
-      '<main id="gpuwb-checkpoint" aria-busy="true"></main>',
-    );
+    panel.webview.html = webviewHtml(panel.webview, ctx.extension.extensionUri, {
+      script: "checkpoint",
+      style: "checkpoint",
+      title: path.basename(fsPath),
+      body: '<main id="gpuwb-checkpoint" aria-busy="true"></main>',
+    });
     this.subscriptions.push(
       panel.webview.onDidReceiveMessage((m: InspectorViewMessage) => void this.onMessage(m)),
       panel.onDidDispose(() => this.dispose()),
@@ -206,18 +204,7 @@ export class Inspector implements vscode.Disposable {
   /** Asks the view what it shows (for tests): a round trip through the webview. */
   async renderedState(timeoutMs = 15_000): Promise<InspectorRenderedState> {
     if (!this.viewReady) await new Promise<void>((resolve) => this.readyWaiters.push(resolve));
-    const requestId = this.nextRequest++;
-    return new Promise<InspectorRenderedState>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(requestId);
-        reject(new Error("The checkpoint view did not answer"));
-      }, timeoutMs);
-      this.pending.set(requestId, (s) => {
-        clearTimeout(timer);
-        resolve(s);
-      });
-      void this.post({ type: "queryState", requestId });
-    });
+    return this.queries.ask((requestId) => void this.post({ type: "queryState", requestId }), timeoutMs);
   }
 
   private post(m: InspectorHostMessage): Thenable<boolean> {
@@ -251,8 +238,7 @@ export class Inspector implements vscode.Disposable {
         for (const w of this.readyWaiters.splice(0)) w();
         break;
       case "state":
-        this.pending.get(m.requestId)?.(m.state);
-        this.pending.delete(m.requestId);
+        this.queries.answer(m.requestId, m.state);
         break;
       case "stats":
         await this.stats(m.tensors);

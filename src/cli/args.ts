@@ -71,7 +71,7 @@ export function parseOptions(argv: readonly string[], spec: readonly OptionSpec[
     options[name] = value;
     if (o.repeatable) lists[name] = [...(lists[name] ?? []), value];
   }
-  return { options, positionals, lists };
+  return Object.keys(lists).length ? { options, positionals, lists } : { options, positionals };
 }
 
 /** Help text for one command (or the top level when `commands` is given). */

@@ -203,7 +203,7 @@ export async function main(
     return EXIT.backend;
   }
   try {
-    return await cmd.run(backend, { options, positionals: args.positionals }, out);
+    return await cmd.run(backend, { ...args, options }, out);
   } catch (e) {
     if (e instanceof CommandError) {
       err(e.message);

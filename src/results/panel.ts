@@ -3,11 +3,11 @@
  * Changes are coalesced and sent at most ~20 times a second as deltas (new outputs, new
  * stream text); the view asks for a full snapshot whenever it (re)loads.
  */
-import { randomBytes } from "node:crypto";
 import * as path from "node:path";
 import * as vscode from "vscode";
 import { applyCarriageReturns, type ExecutionRecord } from "../cells/executions";
 import type { Ctx } from "../ctx";
+import { StateQueries, webviewHtml, webviewOptions } from "../webview/html";
 import { EntryTracker, frameOpenable } from "./entryTracker";
 import type { EntryUpdate, HostMessage, RenderedState, ViewMessage } from "./messages";
 
@@ -42,24 +42,18 @@ export class ResultsPanel implements vscode.Disposable {
   }
 
   private static options(ctx: Ctx): vscode.WebviewPanelOptions & vscode.WebviewOptions {
-    const ext = ctx.extension.extensionUri;
-    return {
-      enableScripts: true,
-      enableCommandUris: false,
-      localResourceRoots: [vscode.Uri.joinPath(ext, "dist", "media"), vscode.Uri.joinPath(ext, "media")],
-    };
+    return webviewOptions(ctx.extension.extensionUri);
   }
 
   private readonly tracker: EntryTracker;
   private readonly dirty = new Set<string>();
   private readonly removed = new Set<string>();
   private readonly subscriptions: vscode.Disposable[] = [];
-  private readonly pending = new Map<number, (s: RenderedState) => void>();
+  private readonly queries = new StateQueries<RenderedState>("results view");
   private readonly readyWaiters: (() => void)[] = [];
   private viewReady = false;
   private timer: NodeJS.Timeout | undefined;
   private lastFlush = 0;
-  private nextRequest = 1;
   private disposed = false;
 
   private constructor(
@@ -86,18 +80,7 @@ export class ResultsPanel implements vscode.Disposable {
   async renderedState(timeoutMs = 15_000): Promise<RenderedState> {
     if (!this.viewReady) await new Promise<void>((resolve) => this.readyWaiters.push(resolve));
     this.flush();
-    const requestId = this.nextRequest++;
-    return new Promise<RenderedState>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(requestId);
-        reject(new Error("The results view did not answer"));
-      }, timeoutMs);
-      this.pending.set(requestId, (s) => {
-        clearTimeout(timer);
-        resolve(s);
-      });
-      void this.post({ type: "queryState", requestId });
-    });
+    return this.queries.ask((requestId) => void this.post({ type: "queryState", requestId }), timeoutMs);
   }
 
   /** Opens the whole text of a stream output in an untitled editor. */
@@ -178,8 +161,7 @@ export class ResultsPanel implements vscode.Disposable {
           for (const w of this.readyWaiters.splice(0)) w();
           break;
         case "state":
-          this.pending.get(m.requestId)?.(m.state);
-          this.pending.delete(m.requestId);
+          this.queries.answer(m.requestId, m.state);
           break;
         case "clear":
           this.ctx.executions.clear();
@@ -230,34 +212,11 @@ export class ResultsPanel implements vscode.Disposable {
   }
 
   private html(): string {
-    const w = this.panel.webview;
-    const ext = this.ctx.extension.extensionUri;
-    const nonce = randomBytes(18).toString("base64");
-    const script = w.asWebviewUri(vscode.Uri.joinPath(ext, "dist", "media", "results.js"));
-    const style = w.asWebviewUri(vscode.Uri.joinPath(ext, "media", "results.css"));
-    // HTML outputs are `srcdoc` iframes: they are not fetched (frame-src does not apply to
-    // them) and inherit this policy, so they can run no script and load nothing remote.
-    const csp = [
-      "default-src 'none'",
-      `img-src ${w.cspSource} data:`,
-      `style-src ${w.cspSource}`,
-      `font-src ${w.cspSource}`,
-      `script-src 'nonce-${nonce}'`,
-      "frame-src 'none'",
-      "form-action 'none'",
-      "base-uri 'none'",
-    ].join("; ");
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${style}">
-<title>Results</title>
-</head>
-<body>
-<div id="gpuwb-results">
+    return webviewHtml(this.panel.webview, this.ctx.extension.extensionUri, {
+      script: "results",
+      style: "results",
+      title: "Results",
+      body: `<div id="gpuwb-results">
   <div class="toolbar" role="toolbar" aria-label="Results">
     <button type="button" id="clear" title="Clear all results">Clear</button>
     <button type="button" id="collapse" title="Collapse all entries">Collapse all</button>
@@ -265,10 +224,8 @@ export class ResultsPanel implements vscode.Disposable {
   </div>
   <div id="entries" role="list" aria-label="Executions"></div>
   <p id="empty" class="empty">No results yet. Run a cell to see its output here.</p>
-</div>
-<script nonce="${nonce}" src="${script}"></script>
-</body>
-</html>`;
+</div>`,
+    });
   }
 
   dispose(): void {
