@@ -35,9 +35,19 @@ test("Shift+Enter through the quickstart shows a result under each cell", async 
     // Cursor at the top: the comment-only header, then each cell in turn.
     await page.locator(".monaco-editor .view-lines").first().click();
     await page.keyboard.press("Control+Home");
+    // Each Shift+Enter moves the cursor to the next cell: wait for that before the next
+    // press, so a busy machine cannot make two presses run the same cell.
+    const cursor = page.locator(".statusbar-item", { hasText: /^Ln \d+, Col \d+/ }).first();
     for (let i = 0; i < 5; i++) {
+      const before = await cursor.textContent({ timeout: 5_000 }).catch(() => null);
       await page.keyboard.press("Shift+Enter");
-      await page.waitForTimeout(300);
+      const t0 = Date.now();
+      while (before !== null && Date.now() - t0 < 15_000) {
+        const now = await cursor.textContent({ timeout: 5_000 }).catch(() => null);
+        if (now !== before) break;
+        await page.waitForTimeout(100);
+      }
+      await page.waitForTimeout(200);
     }
     // The editor renders only the lines in view: check the last cells, then the first.
     await waitForNotes(
