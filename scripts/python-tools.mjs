@@ -49,7 +49,9 @@ function workspace() {
 }
 
 const mode = process.argv[2];
-const files = ROOTS.flatMap((r) => pythonFiles(r));
+// Optional paths after the mode limit the run to those files (e.g. while others edit theirs).
+const only = process.argv.slice(3);
+const files = only.length ? only : ROOTS.flatMap((r) => pythonFiles(r));
 
 if (mode === "lint" || mode === "format") {
   const ws = workspace();

@@ -14,6 +14,7 @@ import { activateNotebooks } from "./notebooks";
 import type { StatusResult } from "./protocol";
 import { activateResults } from "./results";
 import { activateVariables } from "./variables";
+import { activateVms } from "./vms";
 
 // Set by the bundle's first line (esbuild.mjs), so bundle evaluation counts too.
 const loadedAt: number = (globalThis as { __gpuwbLoadStart?: number }).__gpuwbLoadStart ?? performance.now();
@@ -46,6 +47,7 @@ export function activate(context: vscode.ExtensionContext): GpuWorkbenchApi {
   activateNotebooks(c);
   activateVariables(c);
   activateCheckpoints(c);
+  activateVms(c);
 
   c.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration((e) => {

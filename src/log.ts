@@ -3,13 +3,15 @@
  * CI=true so test logs carry it.
  */
 import * as vscode from "vscode";
+import { redactingChannel, redactor } from "./vms/redact";
 
 export class Logger implements vscode.Disposable {
   readonly channel: vscode.LogOutputChannel;
   private readonly mirror = process.env.CI === "true";
 
   constructor(name = "GPU Workbench") {
-    this.channel = vscode.window.createOutputChannel(name, { log: true });
+    // Every write is redacted: provider credentials never reach the log or protocol traces.
+    this.channel = redactingChannel(vscode.window.createOutputChannel(name, { log: true }));
   }
 
   trace(msg: string): void {
@@ -41,6 +43,6 @@ export class Logger implements vscode.Disposable {
   }
 
   private echo(level: string, msg: string): void {
-    if (this.mirror) console.log(`[gpu-workbench ${level}] ${msg}`);
+    if (this.mirror) console.log(`[gpu-workbench ${level}] ${redactor.redact(msg)}`);
   }
 }

@@ -43,6 +43,15 @@ export interface InitializationOptions {
   /** Regexes of lines that start a cell (setting gpuWorkbench.cells.markers). */
   cellMarkers?: string[];
   logLevel?: "trace" | "debug" | "info" | "warning" | "error";
+  /** Non-secret provider settings (gpuWorkbench.vms.*); credentials go per call instead. */
+  vms?: VmInitOptions;
+}
+
+export interface VmInitOptions {
+  aws?: { endpointUrl?: string; regions?: string[]; profile?: string };
+  lambda?: { apiUrl?: string };
+  linode?: { apiUrl?: string };
+  ssh?: { hosts?: unknown[] };
 }
 
 // ---- kernels -------------------------------------------------------------------------
@@ -421,6 +430,191 @@ export interface CheckpointScanResult {
   results: CheckpointScanEntry[];
 }
 
+// ---- GPU machines ------------------------------------------------------------------
+
+export interface VmCredentialsParams {
+  credentials?: Record<string, Record<string, string>>;
+}
+
+export interface VmProviderInfo {
+  name: string;
+  displayName: string;
+  available: boolean;
+  reason: string | null;
+  capabilities: string[];
+  credentialFields: string[];
+  configured: boolean;
+  stopKeepsBilling: boolean;
+  notes: string[];
+}
+
+export interface VmProvidersResult {
+  providers: VmProviderInfo[];
+}
+
+export interface VmOfferingsParams {
+  provider: string;
+  region?: string;
+  credentials?: Record<string, Record<string, string>>;
+}
+
+export interface VmRegion {
+  name: string;
+  available: boolean | null;
+}
+
+export interface VmOffering {
+  provider: string;
+  instanceType: string;
+  description: string;
+  gpuModel: string | null;
+  gpuCount: number;
+  gpuMemoryGiB: number | null;
+  vcpus: number | null;
+  ramGiB: number | null;
+  pricePerHour: number | null;
+  spotPricePerHour: number | null;
+  priceSource: string;
+  regions: VmRegion[];
+}
+
+export interface VmOfferingsResult {
+  offerings: VmOffering[];
+}
+
+export interface VmSshTarget {
+  host: string;
+  port: number;
+  user: string | null;
+  identityFile: string | null;
+  alias: string | null;
+}
+
+export interface VmInfo {
+  provider: string;
+  id: string;
+  name: string;
+  state: string;
+  instanceType: string | null;
+  gpuModel: string | null;
+  gpuCount: number;
+  region: string | null;
+  pricePerHour: number | null;
+  spot: boolean;
+  launchedAt: number | null;
+  address: string | null;
+  ssh: VmSshTarget | null;
+  tags: Record<string, string>;
+  managed: boolean;
+  capabilities: string[];
+  stopKeepsBilling: boolean;
+  accruedCost: number | null;
+  detail: string | null;
+}
+
+export interface VmListParams {
+  providers?: string[];
+  credentials?: Record<string, Record<string, string>>;
+}
+
+export interface VmProviderError {
+  provider: string;
+  kind: string;
+  message: string;
+  hint: string | null;
+}
+
+export interface VmListResult {
+  vms: VmInfo[];
+  errors: VmProviderError[];
+}
+
+export interface VmCreateParams {
+  provider: string;
+  name: string;
+  instanceType: string;
+  region: string;
+  image?: string;
+  diskGiB?: number;
+  spot?: boolean;
+  sshKeyName?: string;
+  sshPublicKey?: string;
+  tags?: Record<string, string>;
+  startupScript?: string;
+  credentials?: Record<string, Record<string, string>>;
+}
+
+export interface VmRefParams {
+  provider: string;
+  id: string;
+  credentials?: Record<string, Record<string, string>>;
+}
+
+export interface VmCostParams {
+  days?: number;
+  dailyBudget?: number;
+  monthlyBudget?: number;
+}
+
+export interface VmCostEntry {
+  key: string;
+  label: string;
+  cost: number;
+  unknownHours: number;
+  hours: number;
+}
+
+export interface VmBudgetStatus {
+  period: string;
+  limit: number;
+  spent: number;
+  level: string;
+}
+
+export interface VmCostResult {
+  total: number;
+  unknownHours: number;
+  burnRatePerHour: number;
+  burnUnknown: number;
+  byVm: VmCostEntry[];
+  byDay: VmCostEntry[];
+  byProvider: VmCostEntry[];
+  budgets: VmBudgetStatus[];
+  since: number;
+  now: number;
+}
+
+export interface VmAutostopParams {
+  provider: string;
+  id: string;
+  idleMinutes: number;
+  gpuThreshold?: number;
+  terminateIfNoStop?: boolean;
+}
+
+export interface VmAutostopInfo {
+  provider: string;
+  id: string;
+  idleMinutes: number;
+  idleSince: number | null;
+  actAt: number | null;
+  action: string;
+  reason: string;
+}
+
+export interface VmIdleWarningParams {
+  provider: string;
+  id: string;
+  name: string;
+  actAt: number;
+  action: string;
+}
+
+export interface VmKeepRunningParams {
+  provider: string;
+  id: string;
+}
+
 // ---- methods -------------------------------------------------------------------------
 
 export const status = new RequestType0<StatusResult, void>("workbench/status");
@@ -448,6 +642,18 @@ export const checkpointStats = new RequestType<CheckpointStatsParams, Checkpoint
 export const checkpointDiff = new RequestType<CheckpointDiffParams, CheckpointDiffResult, void>("checkpoint/diff");
 export const checkpointScan = new RequestType<CheckpointScanParams, CheckpointScanResult, void>("checkpoint/scan");
 
+export const vmProviders = new RequestType<VmCredentialsParams, VmProvidersResult, void>("vm/providers");
+export const vmOfferings = new RequestType<VmOfferingsParams, VmOfferingsResult, void>("vm/offerings");
+export const vmList = new RequestType<VmListParams, VmListResult, void>("vm/list");
+export const vmCreate = new RequestType<VmCreateParams, VmInfo, void>("vm/create");
+export const vmStart = new RequestType<VmRefParams, VmInfo, void>("vm/start");
+export const vmStop = new RequestType<VmRefParams, VmInfo, void>("vm/stop");
+export const vmTerminate = new RequestType<VmRefParams, VmInfo, void>("vm/terminate");
+export const vmCost = new RequestType<VmCostParams, VmCostResult, void>("vm/cost");
+export const vmAutostop = new RequestType<VmAutostopParams, VmAutostopInfo, void>("vm/autostop");
+export const vmKeepRunning = new RequestType<VmKeepRunningParams, VmAutostopInfo, void>("vm/keepRunning");
+export const vmIdleWarning = new NotificationType<VmIdleWarningParams>("vm/idleWarning");
+
 // ---- errors --------------------------------------------------------------------------
 
 /** Application error kinds and their JSON-RPC codes (from -32000 down, clear of LSP's). */
@@ -460,6 +666,10 @@ export const ERROR_KINDS = {
   KernelDied: -32020,
   ProviderAuth: -32030,
   ProviderUnavailable: -32031,
+  ProviderQuota: -32032,
+  ProviderRateLimited: -32033,
+  ProviderResponse: -32034,
+  ProviderRequest: -32035,
   CheckpointFormat: -32040,
   UnsafePickle: -32041,
 } as const;
@@ -667,6 +877,187 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
     kind: "request",
     params: shape<CheckpointScanParams>({ paths: true, allow: true }),
     result: shape<CheckpointScanResult>({ results: true }),
+  },
+  [vmProviders.method]: {
+    kind: "request",
+    params: shape<VmCredentialsParams>({ credentials: true }),
+    result: shape<VmProvidersResult>({ providers: true }),
+  },
+  [vmOfferings.method]: {
+    kind: "request",
+    params: shape<VmOfferingsParams>({ provider: true, region: true, credentials: true }),
+    result: shape<VmOfferingsResult>({ offerings: true }),
+  },
+  [vmList.method]: {
+    kind: "request",
+    params: shape<VmListParams>({ providers: true, credentials: true }),
+    result: shape<VmListResult>({ vms: true, errors: true }),
+  },
+  [vmCreate.method]: {
+    kind: "request",
+    params: shape<VmCreateParams>({
+      provider: true,
+      name: true,
+      instanceType: true,
+      region: true,
+      image: true,
+      diskGiB: true,
+      spot: true,
+      sshKeyName: true,
+      sshPublicKey: true,
+      tags: true,
+      startupScript: true,
+      credentials: true,
+    }),
+    result: shape<VmInfo>({
+      provider: true,
+      id: true,
+      name: true,
+      state: true,
+      instanceType: true,
+      gpuModel: true,
+      gpuCount: true,
+      region: true,
+      pricePerHour: true,
+      spot: true,
+      launchedAt: true,
+      address: true,
+      ssh: { host: true, port: true, user: true, identityFile: true, alias: true },
+      tags: true,
+      managed: true,
+      capabilities: true,
+      stopKeepsBilling: true,
+      accruedCost: true,
+      detail: true,
+    }),
+  },
+  [vmStart.method]: {
+    kind: "request",
+    params: shape<VmRefParams>({ provider: true, id: true, credentials: true }),
+    result: shape<VmInfo>({
+      provider: true,
+      id: true,
+      name: true,
+      state: true,
+      instanceType: true,
+      gpuModel: true,
+      gpuCount: true,
+      region: true,
+      pricePerHour: true,
+      spot: true,
+      launchedAt: true,
+      address: true,
+      ssh: { host: true, port: true, user: true, identityFile: true, alias: true },
+      tags: true,
+      managed: true,
+      capabilities: true,
+      stopKeepsBilling: true,
+      accruedCost: true,
+      detail: true,
+    }),
+  },
+  [vmStop.method]: {
+    kind: "request",
+    params: shape<VmRefParams>({ provider: true, id: true, credentials: true }),
+    result: shape<VmInfo>({
+      provider: true,
+      id: true,
+      name: true,
+      state: true,
+      instanceType: true,
+      gpuModel: true,
+      gpuCount: true,
+      region: true,
+      pricePerHour: true,
+      spot: true,
+      launchedAt: true,
+      address: true,
+      ssh: { host: true, port: true, user: true, identityFile: true, alias: true },
+      tags: true,
+      managed: true,
+      capabilities: true,
+      stopKeepsBilling: true,
+      accruedCost: true,
+      detail: true,
+    }),
+  },
+  [vmTerminate.method]: {
+    kind: "request",
+    params: shape<VmRefParams>({ provider: true, id: true, credentials: true }),
+    result: shape<VmInfo>({
+      provider: true,
+      id: true,
+      name: true,
+      state: true,
+      instanceType: true,
+      gpuModel: true,
+      gpuCount: true,
+      region: true,
+      pricePerHour: true,
+      spot: true,
+      launchedAt: true,
+      address: true,
+      ssh: { host: true, port: true, user: true, identityFile: true, alias: true },
+      tags: true,
+      managed: true,
+      capabilities: true,
+      stopKeepsBilling: true,
+      accruedCost: true,
+      detail: true,
+    }),
+  },
+  [vmCost.method]: {
+    kind: "request",
+    params: shape<VmCostParams>({ days: true, dailyBudget: true, monthlyBudget: true }),
+    result: shape<VmCostResult>({
+      total: true,
+      unknownHours: true,
+      burnRatePerHour: true,
+      burnUnknown: true,
+      byVm: true,
+      byDay: true,
+      byProvider: true,
+      budgets: true,
+      since: true,
+      now: true,
+    }),
+  },
+  [vmAutostop.method]: {
+    kind: "request",
+    params: shape<VmAutostopParams>({
+      provider: true,
+      id: true,
+      idleMinutes: true,
+      gpuThreshold: true,
+      terminateIfNoStop: true,
+    }),
+    result: shape<VmAutostopInfo>({
+      provider: true,
+      id: true,
+      idleMinutes: true,
+      idleSince: true,
+      actAt: true,
+      action: true,
+      reason: true,
+    }),
+  },
+  [vmKeepRunning.method]: {
+    kind: "request",
+    params: shape<VmKeepRunningParams>({ provider: true, id: true }),
+    result: shape<VmAutostopInfo>({
+      provider: true,
+      id: true,
+      idleMinutes: true,
+      idleSince: true,
+      actAt: true,
+      action: true,
+      reason: true,
+    }),
+  },
+  [vmIdleWarning.method]: {
+    kind: "notification",
+    params: shape<VmIdleWarningParams>({ provider: true, id: true, name: true, actAt: true, action: true }),
+    result: null,
   },
 };
 

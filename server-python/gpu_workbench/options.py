@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .log import LEVELS, parse_level
 
@@ -21,6 +21,7 @@ class InitOptions:
     trusted: bool = True
     logLevel: Optional[int] = None  # a logging level; None keeps the startup level
     cellMarkers: Optional[List[str]] = None  # regexes that start a cell; None: the defaults
+    vms: Optional[Dict[str, Any]] = None  # VM provider settings, passed through to vms.service
 
 
 def python_regex(source: str) -> str:
@@ -101,4 +102,9 @@ def parse_init_options(raw: Any) -> Tuple[InitOptions, List[str]]:
         options.cellMarkers = markers
         if warning is not None:
             warnings.append(warning)
+    if "vms" in raw and raw["vms"] is not None:
+        if isinstance(raw["vms"], dict):
+            options.vms = dict(raw["vms"])
+        else:
+            warnings.append("initializationOptions.vms must be an object; using defaults")
     return options, warnings

@@ -29,6 +29,10 @@ ERROR_KINDS: Dict[str, int] = {
     "KernelDied": -32020,
     "ProviderAuth": -32030,
     "ProviderUnavailable": -32031,
+    "ProviderQuota": -32032,  # quota or capacity: the request is valid but cannot be served now
+    "ProviderRateLimited": -32033,
+    "ProviderResponse": -32034,  # the provider answered something we cannot understand
+    "ProviderRequest": -32035,  # the provider refused the request as invalid (bad type, region)
     "CheckpointFormat": -32040,
     "UnsafePickle": -32041,
 }
@@ -99,6 +103,20 @@ class SleepParams:
 @dataclass
 class SleepResult:
     sleptSeconds: float
+
+
+# ---- debug/clock (only with GPUWB_DEBUG_METHODS=1) ----
+
+
+@dataclass
+class ClockParams:
+    offsetSeconds: float  # the VM service's clock runs this far ahead of real time (absolute)
+
+
+@dataclass
+class ClockResult:
+    offsetSeconds: float
+    now: float  # the service's shifted clock, unix seconds
 
 
 # ---- kernel/* ----
@@ -462,6 +480,220 @@ class CheckpointScanResult:
     results: List[CheckpointScanEntry]
 
 
+# ---- vm/* ----
+# Credentials travel per call in `credentials` ({field: value}, e.g. {"apiKey": "..."}) and
+# are never logged, stored or echoed back; AWS uses its own credential chain ("profile").
+
+
+@dataclass
+class VmCredentialsParams:
+    credentials: Optional[Dict[str, Dict[str, str]]] = None  # provider -> {field: value}
+
+
+@dataclass
+class VmProviderInfo:
+    name: str  # local | ssh | aws | lambda | linode | skypilot
+    displayName: str
+    available: bool  # False: missing library/CLI, or not configured
+    reason: Optional[str]  # why not available, with what to do
+    capabilities: List[str]  # subset of: offerings, create, start, stop, terminate, spot
+    credentialFields: List[str]  # secrets the extension keeps in SecretStorage, e.g. ["apiKey"]
+    configured: bool  # credentials present (or not needed)
+    stopKeepsBilling: bool  # True for Linode: a powered-off Linode is still billed
+    notes: List[str]
+
+
+@dataclass
+class VmProvidersResult:
+    providers: List[VmProviderInfo]
+
+
+@dataclass
+class VmOfferingsParams:
+    provider: str
+    region: Optional[str] = None
+    credentials: Optional[Dict[str, Dict[str, str]]] = None
+
+
+@dataclass
+class VmRegion:
+    name: str
+    available: Optional[bool]  # capacity now; None when the provider does not say
+
+
+@dataclass
+class VmOffering:
+    provider: str
+    instanceType: str
+    description: str
+    gpuModel: Optional[str]
+    gpuCount: int
+    gpuMemoryGiB: Optional[float]  # per GPU
+    vcpus: Optional[int]
+    ramGiB: Optional[float]
+    pricePerHour: Optional[float]  # on-demand; None: unknown (never 0 for unknown)
+    spotPricePerHour: Optional[float]
+    priceSource: str  # "api" | "table YYYY-MM-DD" | "unknown"
+    regions: List[VmRegion]
+
+
+@dataclass
+class VmOfferingsResult:
+    offerings: List[VmOffering]
+
+
+@dataclass
+class VmSshTarget:
+    host: str
+    port: int
+    user: Optional[str]
+    identityFile: Optional[str]
+    alias: Optional[str]  # Host alias from ~/.ssh/config, when there is one
+
+
+@dataclass
+class VmInfo:
+    provider: str
+    id: str
+    name: str
+    state: str  # pending | running | stopping | stopped | terminated | unknown
+    instanceType: Optional[str]
+    gpuModel: Optional[str]
+    gpuCount: int
+    region: Optional[str]
+    pricePerHour: Optional[float]  # None: unknown
+    spot: bool
+    launchedAt: Optional[float]  # unix seconds
+    address: Optional[str]
+    ssh: Optional[VmSshTarget]
+    tags: Dict[str, str]
+    managed: bool  # created by GPU Workbench (tag gpu-workbench)
+    capabilities: List[str]  # what can be done to this VM now
+    stopKeepsBilling: bool
+    accruedCost: Optional[float]  # from the ledger; None: unknown price
+    detail: Optional[str]  # e.g. "unreachable: connection refused"
+
+
+@dataclass
+class VmListParams:
+    providers: Optional[List[str]] = None  # default: every available provider
+    credentials: Optional[Dict[str, Dict[str, str]]] = None
+
+
+@dataclass
+class VmProviderError:
+    provider: str
+    kind: str  # an ERROR_KINDS name
+    message: str
+    hint: Optional[str]
+
+
+@dataclass
+class VmListResult:
+    vms: List[VmInfo]
+    errors: List[VmProviderError]  # one provider failing does not hide the others
+
+
+@dataclass
+class VmCreateParams:
+    provider: str
+    name: str
+    instanceType: str
+    region: str
+    image: Optional[str] = None  # default: the provider's deep-learning image
+    diskGiB: Optional[int] = None
+    spot: Optional[bool] = None
+    sshKeyName: Optional[str] = None
+    sshPublicKey: Optional[str] = None
+    tags: Optional[Dict[str, str]] = None
+    startupScript: Optional[str] = None
+    credentials: Optional[Dict[str, Dict[str, str]]] = None
+
+
+@dataclass
+class VmRefParams:
+    provider: str
+    id: str
+    credentials: Optional[Dict[str, Dict[str, str]]] = None
+
+
+@dataclass
+class VmCostParams:
+    days: Optional[int] = None  # default 30
+    dailyBudget: Optional[float] = None
+    monthlyBudget: Optional[float] = None
+
+
+@dataclass
+class VmCostEntry:
+    key: str  # "provider/id", a day "YYYY-MM-DD" (UTC) or a provider name
+    label: str
+    cost: float  # of the intervals whose price is known
+    unknownHours: float  # hours at an unknown price (the cost is then a lower bound)
+    hours: float
+
+
+@dataclass
+class VmBudgetStatus:
+    period: str  # "daily" | "monthly"
+    limit: float
+    spent: float
+    level: str  # "ok" | "warning" (>= 80%) | "over" (>= 100%)
+
+
+@dataclass
+class VmCostResult:
+    total: float
+    unknownHours: float
+    burnRatePerHour: float  # running VMs with a known price
+    burnUnknown: int  # running VMs whose price is unknown
+    byVm: List[VmCostEntry]
+    byDay: List[VmCostEntry]
+    byProvider: List[VmCostEntry]
+    budgets: List[VmBudgetStatus]
+    since: float  # unix seconds
+    now: float
+
+
+@dataclass
+class VmAutostopParams:
+    provider: str
+    id: str
+    idleMinutes: int  # 0: off
+    gpuThreshold: Optional[float] = (
+        None  # % utilization under which the GPU counts as idle (default 10)
+    )
+    terminateIfNoStop: Optional[bool] = None  # for providers that cannot stop (Lambda)
+
+
+@dataclass
+class VmAutostopInfo:
+    provider: str
+    id: str
+    idleMinutes: int
+    idleSince: Optional[float]  # None: busy (or not watched)
+    actAt: Optional[float]
+    action: str  # "stop" | "terminate" | "warn" | "off"
+    reason: str
+
+
+@dataclass
+class VmIdleWarningParams:
+    """Server->client: a VM will be acted on at `actAt` unless kept running."""
+
+    provider: str
+    id: str
+    name: str
+    actAt: float
+    action: str
+
+
+@dataclass
+class VmKeepRunningParams:
+    provider: str
+    id: str
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """One custom method: its name, kind and the dataclasses of its params and result."""
@@ -480,6 +712,7 @@ METHODS: Dict[str, MethodInfo] = {
         MethodInfo("workbench/ping", "request", PingParams, PingResult),
         MethodInfo("workbench/status", "request", StatusParams, StatusResult),
         MethodInfo("debug/sleep", "request", SleepParams, SleepResult, debug_only=True),
+        MethodInfo("debug/clock", "request", ClockParams, ClockResult, debug_only=True),
         MethodInfo("kernel/start", "request", KernelStartParams, KernelInfo),
         MethodInfo("kernel/execute", "request", KernelExecuteParams, KernelExecuteResult),
         MethodInfo("kernel/interrupt", "request", KernelInterruptParams, KernelInterruptResult),
@@ -495,6 +728,17 @@ METHODS: Dict[str, MethodInfo] = {
         MethodInfo("checkpoint/stats", "request", CheckpointStatsParams, CheckpointStatsResult),
         MethodInfo("checkpoint/diff", "request", CheckpointDiffParams, CheckpointDiffResult),
         MethodInfo("checkpoint/scan", "request", CheckpointScanParams, CheckpointScanResult),
+        MethodInfo("vm/providers", "request", VmCredentialsParams, VmProvidersResult),
+        MethodInfo("vm/offerings", "request", VmOfferingsParams, VmOfferingsResult),
+        MethodInfo("vm/list", "request", VmListParams, VmListResult),
+        MethodInfo("vm/create", "request", VmCreateParams, VmInfo),
+        MethodInfo("vm/start", "request", VmRefParams, VmInfo),
+        MethodInfo("vm/stop", "request", VmRefParams, VmInfo),
+        MethodInfo("vm/terminate", "request", VmRefParams, VmInfo),
+        MethodInfo("vm/cost", "request", VmCostParams, VmCostResult),
+        MethodInfo("vm/autostop", "request", VmAutostopParams, VmAutostopInfo),
+        MethodInfo("vm/keepRunning", "request", VmKeepRunningParams, VmAutostopInfo),
+        MethodInfo("vm/idleWarning", "notification", VmIdleWarningParams, to_client=True),
     )
 }
 

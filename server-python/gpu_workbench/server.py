@@ -34,6 +34,8 @@ from .protocol import (
     CheckpointInspectParams,
     CheckpointScanParams,
     CheckpointStatsParams,
+    ClockParams,
+    ClockResult,
     EmptyResult,
     InitializeParams,
     KernelAttachParams,
@@ -55,10 +57,23 @@ from .protocol import (
     SleepResult,
     StatusParams,
     StatusResult,
+    VmAutostopParams,
+    VmCostParams,
+    VmCreateParams,
+    VmCredentialsParams,
+    VmKeepRunningParams,
+    VmListParams,
+    VmOfferingsParams,
+    VmRefParams,
     debug_methods_enabled,
 )
 from .rpc import Connection, PlainJson, RequestContext, Route, Router
 from .status import SERVER_NAME, build_status
+from .vms.base import CreateRequest
+from .vms.service import VmService, load_extra_providers
+
+# Debug mode only (tests): extra VM providers, "name=module:Class,...".
+EXTRA_PROVIDERS_ENV = "GPUWB_VM_EXTRA_PROVIDERS"
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +105,7 @@ class Server(Router):
         self.data_directory = ""
         self.trusted = True
         self._kernels: Optional[KernelManager] = None
+        self._vms: Optional[VmService] = None
         self.documents = DocumentStore()
         self._cell_markers: Optional[List[str]] = None  # None: cells.DEFAULT_MARKERS
         self._code_lens_refresh = False  # client capability workspace.codeLens.refreshSupport
@@ -134,11 +150,24 @@ class Server(Router):
             "checkpoint/stats": Route(self._checkpoint_stats, CheckpointStatsParams, slow=True),
             "checkpoint/diff": Route(self._checkpoint_diff, CheckpointDiffParams, slow=True),
             "checkpoint/scan": Route(self._checkpoint_scan, CheckpointScanParams, slow=True),
+            # VMs run no workspace code, so they are served in untrusted workspaces; there,
+            # API endpoint overrides from settings are ignored (see vms/service.py).
+            "vm/providers": Route(self._vm_providers, VmCredentialsParams, slow=True),
+            "vm/offerings": Route(self._vm_offerings, VmOfferingsParams, slow=True),
+            "vm/list": Route(self._vm_list, VmListParams, slow=True),
+            "vm/create": Route(self._vm_create, VmCreateParams, slow=True),
+            "vm/start": Route(self._vm_start, VmRefParams, slow=True),
+            "vm/stop": Route(self._vm_stop, VmRefParams, slow=True),
+            "vm/terminate": Route(self._vm_terminate, VmRefParams, slow=True),
+            "vm/cost": Route(self._vm_cost, VmCostParams, slow=True),
+            "vm/autostop": Route(self._vm_autostop, VmAutostopParams, slow=True),
+            "vm/keepRunning": Route(self._vm_keep_running, VmKeepRunningParams, slow=True),
         }
         # Notifications this server sends; advertised with the methods it serves.
         self._sends = sorted(name for name, info in METHODS.items() if info.to_client)
         if self.debug_methods:
             self._methods["debug/sleep"] = Route(self._debug_sleep, SleepParams, slow=True)
+            self._methods["debug/clock"] = Route(self._debug_clock, ClockParams)
 
     # ---- running ----
 
@@ -150,6 +179,8 @@ class Server(Router):
         finally:
             if self._kernels is not None:
                 self._kernels.close()  # connections only: kernels are detached and keep running
+            if self._vms is not None:
+                self._vms.close()
         if code is None:
             code = 0 if self._shutdown_received else 1
         log.info("exiting with code %d", code)
@@ -196,6 +227,21 @@ class Server(Router):
         self.data_directory = resolve_data_directory(options.dataDirectory, self._environ)
         ensure_data_directory(self.data_directory)
         self._kernels = KernelManager(self.data_directory, self._notify, self._environ)
+        try:
+            self._vms = VmService(
+                self.data_directory,
+                options.vms or {},
+                self._environ,
+                self._notify,
+                trusted=self.trusted,
+            )
+        except Exception as exc:  # an unusable ledger must not make initialize fail
+            log.error("VM management is unavailable: %s", exc)
+        else:
+            extra = self._environ.get(EXTRA_PROVIDERS_ENV)
+            if extra and self.debug_methods:
+                load_extra_providers(self._vms, extra)
+            self._vms.start_watchdog()
         if self._parent_watch is not None:
             self._parent_watch.watch_pid(init.processId)
         self._state = _RUNNING
@@ -225,6 +271,8 @@ class Server(Router):
         log.info("shutdown requested")
         if self._kernels is not None:
             self._kernels.close()
+        if self._vms is not None:
+            self._vms.close()
         return None
 
     def _exit(self, ctx: RequestContext, params: Any) -> None:
@@ -265,6 +313,14 @@ class Server(Router):
         progress.end("done")
         return SleepResult(sleptSeconds=time.monotonic() - start)
 
+    def _debug_clock(self, ctx: RequestContext, params: ClockParams) -> ClockResult:
+        if not math.isfinite(params.offsetSeconds):
+            raise RpcError(INVALID_PARAMS, "Invalid params: params.offsetSeconds must be finite")
+        vms = self._vm_service()
+        vms.clock_offset = float(params.offsetSeconds)
+        log.info("debug/clock: VM clock offset %.3fs", vms.clock_offset)
+        return ClockResult(offsetSeconds=vms.clock_offset, now=vms.now())
+
     # ---- cells ----
 
     def _cells_parse(self, ctx: RequestContext, params: CellsParseParams) -> CellsParseResult:
@@ -285,6 +341,13 @@ class Server(Router):
         self.documents.did_close(params)
 
     def _did_change_configuration(self, ctx: RequestContext, params: Any) -> None:
+        found_vms, raw_vms = _setting(params, ("gpuWorkbench", "vms"))
+        if found_vms and self._vms is not None:
+            if isinstance(raw_vms, dict):
+                self._vms.update_settings(raw_vms)
+                log.info("VM settings updated")
+            else:
+                log.warning("gpuWorkbench.vms must be an object; keeping the current settings")
         found, raw = _setting(params, ("gpuWorkbench", "cells", "markers"))
         if not found:
             log.debug("configuration change without gpuWorkbench.cells.markers")
@@ -376,6 +439,92 @@ class Server(Router):
         self, ctx: RequestContext, params: KernelIdParams
     ) -> KernelVariablesResult:
         return KernelVariablesResult(variables=self._kernel_manager().variables(params.kernelId))
+
+    # ---- VMs (results are plain JSON built by the provider records' to_json) ----
+
+    def _vm_service(self) -> VmService:
+        if self._vms is None:
+            raise ApplicationError(
+                "ProviderUnavailable",
+                "VM management is unavailable",
+                hint="The data directory could not be used; see the GPU Workbench log.",
+            )
+        return self._vms
+
+    def _vm_providers(self, ctx: RequestContext, params: VmCredentialsParams) -> PlainJson:
+        return PlainJson(self._vm_service().providers(params.credentials))
+
+    def _vm_offerings(self, ctx: RequestContext, params: VmOfferingsParams) -> PlainJson:
+        return PlainJson(
+            self._vm_service().offerings(
+                params.provider, params.region, params.credentials, ctx.raise_if_cancelled
+            )
+        )
+
+    def _vm_list(self, ctx: RequestContext, params: VmListParams) -> PlainJson:
+        return PlainJson(
+            self._vm_service().list(params.providers, params.credentials, ctx.raise_if_cancelled)
+        )
+
+    def _vm_create(self, ctx: RequestContext, params: VmCreateParams) -> PlainJson:
+        request = CreateRequest(
+            params.name,
+            params.instanceType,
+            params.region,
+            image=params.image,
+            disk_gib=params.diskGiB,
+            spot=bool(params.spot),
+            ssh_key_name=params.sshKeyName,
+            ssh_public_key=params.sshPublicKey,
+            tags=params.tags,
+            startup_script=params.startupScript,
+        )
+        with checkpoint_progress(ctx, "Creating %s" % params.name) as progress:
+            return PlainJson(
+                self._vm_service().create(
+                    params.provider,
+                    request,
+                    params.credentials,
+                    ctx.raise_if_cancelled,
+                    lambda message: progress.report(message=message),
+                )
+            )
+
+    def _vm_act(self, ctx: RequestContext, operation: str, params: VmRefParams) -> PlainJson:
+        return PlainJson(
+            self._vm_service().act(
+                operation, params.provider, params.id, params.credentials, ctx.raise_if_cancelled
+            )
+        )
+
+    def _vm_start(self, ctx: RequestContext, params: VmRefParams) -> PlainJson:
+        return self._vm_act(ctx, "start", params)
+
+    def _vm_stop(self, ctx: RequestContext, params: VmRefParams) -> PlainJson:
+        return self._vm_act(ctx, "stop", params)
+
+    def _vm_terminate(self, ctx: RequestContext, params: VmRefParams) -> PlainJson:
+        return self._vm_act(ctx, "terminate", params)
+
+    def _vm_cost(self, ctx: RequestContext, params: VmCostParams) -> PlainJson:
+        days = params.days
+        if days is not None and not 1 <= days <= 3660:
+            raise RpcError(INVALID_PARAMS, "Invalid params: params.days must be 1 to 3660")
+        return PlainJson(self._vm_service().cost(days, params.dailyBudget, params.monthlyBudget))
+
+    def _vm_autostop(self, ctx: RequestContext, params: VmAutostopParams) -> PlainJson:
+        return PlainJson(
+            self._vm_service().set_autostop(
+                params.provider,
+                params.id,
+                params.idleMinutes,
+                params.gpuThreshold,
+                params.terminateIfNoStop,
+            )
+        )
+
+    def _vm_keep_running(self, ctx: RequestContext, params: VmKeepRunningParams) -> PlainJson:
+        return PlainJson(self._vm_service().keep_running(params.provider, params.id))
 
     # ---- checkpoints ----
 

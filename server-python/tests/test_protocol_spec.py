@@ -53,7 +53,7 @@ def test_spec_structure():
     }
     assert spec["errorKinds"]["Internal"] == -32000
     assert spec["errorKinds"]["UnsafePickle"] == -32041
-    assert len(spec["errorKinds"]) == 10
+    assert len(spec["errorKinds"]) == 14
 
 
 def test_spec_includes_debug_methods_only_when_enabled():

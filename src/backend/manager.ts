@@ -20,6 +20,7 @@ import {
 import type { Config } from "../config";
 import type { Logger } from "../log";
 import * as proto from "../protocol";
+import { vmInitOptions } from "../vms/settings";
 import { type ResolvedInterpreter, resolveInterpreter } from "./interpreter";
 import { backendLaunch } from "./launch";
 import { PythonError } from "./python";
@@ -179,6 +180,7 @@ export class BackendManager implements vscode.Disposable {
         trusted,
         logLevel: backendLogLevel(this.log.channel.logLevel),
         cellMarkers: this.config.cellMarkers,
+        vms: vmInitOptions(),
         ...(this.config.dataDirectory ? { dataDirectory: this.config.dataDirectory } : {}),
       }),
       errorHandler: {

@@ -15,6 +15,7 @@ import { ckptCommands } from "./commands/ckpt";
 import { kernelsAttachCommand, kernelsKillCommand, kernelsListCommand } from "./commands/kernels";
 import { runCommand } from "./commands/run";
 import { statusCommand } from "./commands/status";
+import { vmCommands } from "./commands/vm";
 import { type Backend, startBackend } from "./connection";
 
 export { EXIT } from "./command";
@@ -50,12 +51,14 @@ const COMMANDS: Command[] = [
   kernelsAttachCommand,
   kernelsKillCommand,
   ...ckptCommands,
+  ...vmCommands,
 ];
 
 /** Groups of subcommands (`gpuwb kernels …`) get their own help. */
 const GROUPS: Record<string, string> = {
   kernels: "List, follow and end kernels.",
   ckpt: "Inspect, compare and safety-scan model checkpoints without running their code.",
+  vm: "GPU machines: providers, offerings and prices, create/start/stop/terminate, cost.",
 };
 
 function readVersion(): string {
