@@ -79,6 +79,21 @@ export function torchPython() {
   return undefined;
 }
 
+/**
+ * OpenSSH's sshd for the SSH-host tests (they start a real one on loopback). Installed with
+ * apt when missing and running as root; otherwise those tests skip (and fail under CI=true).
+ */
+export function ensureSshd() {
+  if (existsSync("/usr/sbin/sshd")) return true;
+  if (process.getuid?.() === 0 && existsSync("/usr/bin/apt-get")) {
+    console.log("setup: installing openssh-server with apt (the SSH-host tests start a real sshd)…");
+    const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
+    sh("apt-get", ["update", "-q"], { env });
+    sh("apt-get", ["install", "-y", "-q", "--no-install-recommends", "openssh-server", "openssh-client"], { env });
+  }
+  return existsSync("/usr/sbin/sshd");
+}
+
 export function packageVersion() {
   return JSON.parse(readFileSync(path.join(ROOT, "package.json"), "utf8")).version;
 }

@@ -5,7 +5,7 @@ import { spawn } from "node:child_process";
 import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { build, ensureNodeModules, ROOT, testPython, torchPython } from "./setup.mjs";
+import { build, ensureNodeModules, ensureSshd, ROOT, testPython, torchPython } from "./setup.mjs";
 
 const LAYERS = ["unit", "python", "integration", "ui"];
 const asked = process.argv.slice(2).filter((a) => LAYERS.includes(a));
@@ -56,6 +56,7 @@ const steps = {
   python: () => {
     const python = testPython();
     const torch = torchPython();
+    ensureSshd();
     return run(python, ["-m", "pytest", "-q", "-p", "no:cacheprovider"], {
       cwd: path.join(ROOT, "server-python"),
       env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", ...(torch ? { GPUWB_TORCH_PYTHON: torch } : {}) },
