@@ -315,6 +315,28 @@ def _local_user() -> str:
         return ""
 
 
+def host_from_object(spec: Dict[str, Any]) -> Optional[SshHost]:
+    """A host from the setting's object form: {"name", "host", "port", "user", "identityFile"}."""
+    host = spec.get("host")
+    if not isinstance(host, str) or not host.strip():
+        return None
+    name = spec.get("name")
+    port = spec.get("port", 22)
+    if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+        port = 22
+    user = spec.get("user")
+    identity = spec.get("identityFile")
+    return SshHost(
+        name.strip() if isinstance(name, str) and name.strip() else host.strip(),
+        host.strip(),
+        port,
+        user if isinstance(user, str) and user else None,
+        os.path.expanduser(identity) if isinstance(identity, str) and identity else None,
+        False,
+        "settings",
+    )
+
+
 def parse_host_spec(spec: str) -> Optional[SshHost]:
     """ "user@host:port", "host", "[::1]:2222" -> SshHost (alias = the spec as given)."""
     text = spec.strip()
@@ -404,6 +426,7 @@ def classify_ssh_failure(stderr: str) -> str:
 class SshProvider(Provider):
     name = "ssh"
     display_name = "SSH hosts"
+    _object_prices: Dict[str, float]
     capabilities: List[str] = []
     credential_fields: List[str] = []
     notes = [
@@ -435,6 +458,7 @@ class SshProvider(Provider):
     # ---- hosts ----
 
     def hosts(self) -> List[SshHost]:
+        self._object_prices = {}
         ssh_dir = self.settings.get("sshDir")
         cfg = SshConfig.load(
             self._config_path(), os.path.expanduser(str(ssh_dir)) if ssh_dir else None
@@ -444,15 +468,24 @@ class SshProvider(Provider):
         extra: Any = self.settings.get("hosts") or []
         if isinstance(extra, list):
             for spec in extra:
-                if not isinstance(spec, str):
-                    continue
-                host = parse_host_spec(spec)
+                if isinstance(spec, str):
+                    host = parse_host_spec(spec)
+                elif isinstance(spec, dict):
+                    host = host_from_object(spec)
+                    price = spec.get("pricePerHour")
+                    if host is not None and isinstance(price, (int, float)) and price >= 0:
+                        self._object_prices[host.alias] = float(price)
+                else:
+                    host = None
                 if host is not None and host.alias.lower() not in seen:
                     seen.add(host.alias.lower())
                     out.append(host)
         return out
 
     def _price(self, alias: str) -> Optional[float]:
+        object_prices: Dict[str, float] = getattr(self, "_object_prices", {})
+        if alias in object_prices:
+            return object_prices[alias]
         prices: Any = self.settings.get("prices") or {}
         if isinstance(prices, dict):
             value = prices.get(alias)

@@ -365,3 +365,31 @@ def test_slow_gpu_query_keeps_host_running(tmp_path: Path) -> None:
         assert (vm.state, vm.detail, vm.gpu_count) == ("running", None, 0)
     finally:
         listener.close()
+
+
+def test_settings_hosts_in_object_form(tmp_path):
+    from gpu_workbench.vms.ssh_hosts import SshProvider
+
+    config = tmp_path / "config"
+    config.write_text("")
+    provider = SshProvider(
+        {
+            "configFile": str(config),
+            "hosts": [
+                {
+                    "name": "box",
+                    "host": "10.0.0.5",
+                    "port": 2222,
+                    "user": "me",
+                    "pricePerHour": 1.5,
+                },
+                {"port": 22},  # no host: ignored
+                "alice@other:2200",
+            ],
+        }
+    )
+    hosts = {h.alias: h for h in provider.hosts()}
+    assert len(hosts) == 2 and "box" in hosts  # the object without a host is ignored
+    box = hosts["box"]
+    assert (box.hostname, box.port, box.user) == ("10.0.0.5", 2222, "me")
+    assert provider._price("box") == 1.5
