@@ -99,6 +99,14 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
     if (!vms.length && p.available && p.capabilities.includes("create") && out.length === 0) {
       out.push({ kind: "info", provider: p.name, label: "No machines. Create one…", detail: "", action: "create" });
     }
+    if (!vms.length && p.name === "ssh" && out.length === 0) {
+      out.push({
+        kind: "info",
+        provider: p.name,
+        label: "No SSH hosts",
+        detail: "Add Host entries to ~/.ssh/config or hosts to gpuWorkbench.vms.ssh.hosts",
+      });
+    }
     return out;
   }
 
