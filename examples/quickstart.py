@@ -62,3 +62,9 @@ import time
 for i in range(25):
     print('tick', i, flush=True)
     time.sleep(0.2)
+
+# %% long
+import time
+for i in range(25):
+    print('tick', i, flush=True)
+    time.sleep(0.2)

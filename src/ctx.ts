@@ -32,6 +32,13 @@ export class Ctx implements vscode.Disposable {
     // Documents' kernels are saved before their first run: after a reload, follow each from
     // where the saved results end, so output produced meanwhile is replayed.
     for (const id of this.bindings.kernelIds()) this.kernels.follow(id, this.executions.durableSeq(id) ?? 0);
+    // So are the kernels of runs saved unfinished: in the browser a reload can lose the
+    // newest state writes, and a run must not stay "queued" because its kernel was forgotten.
+    for (const r of this.executions.all()) {
+      if (r.status === "queued" || r.status === "running") {
+        this.kernels.follow(r.kernelId, this.executions.durableSeq(r.kernelId) ?? 0);
+      }
+    }
     this.subscriptions.push(this.bindings, this.executions, this.kernels, this.backendItem, this.backend, this.log);
   }
 
