@@ -56,15 +56,3 @@ except ImportError:
 # %% A small computation
 squares = [n * n for n in range(10)]
 sum(squares)
-
-# %% long
-import time
-for i in range(25):
-    print('tick', i, flush=True)
-    time.sleep(0.2)
-
-# %% long
-import time
-for i in range(25):
-    print('tick', i, flush=True)
-    time.sleep(0.2)

@@ -6,7 +6,8 @@
 //   node test/ui/run-ui.mjs [--workspace DIR] [--grep TEXT]
 //
 // Prints one line per test and closes with "N passed, N failed"; exit 0 iff all passed.
-import { readdirSync } from "node:fs";
+import { cpSync, mkdtempSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
 import * as path from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
@@ -14,7 +15,14 @@ import { ensureVsCodeServer } from "../runner/vscode-server.mjs";
 import { log, ROOT, SHOTS } from "./lib.mjs";
 
 const { values: opts } = parseArgs({ options: { workspace: { type: "string" }, grep: { type: "string" } } });
-const workspace = path.resolve(opts.workspace ?? path.join(ROOT, "examples"));
+// Tests edit and save files: without --workspace they get a scratch copy of examples/.
+const workspace = opts.workspace
+  ? path.resolve(opts.workspace)
+  : (() => {
+      const copy = mkdtempSync(path.join(tmpdir(), "gpuwb-ui-ws-"));
+      cpSync(path.join(ROOT, "examples"), copy, { recursive: true });
+      return copy;
+    })();
 const dir = path.join(ROOT, "test", "ui");
 const tests = [];
 for (const f of readdirSync(dir)
