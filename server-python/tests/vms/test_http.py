@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 from typing import Iterator, List
 
 import pytest
+from capture import Sleeps, captured_logs
 from fake_clouds import FakeLambda, FakeLinode
 
 from gpu_workbench.vms.base import ProviderError
@@ -41,31 +41,8 @@ def fake_linode() -> Iterator[FakeLinode]:
 
 @pytest.fixture
 def logs() -> Iterator[List[str]]:
-    """Every gpu_workbench log record at DEBUG, formatted with its arguments."""
-    lines: List[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    logger = logging.getLogger("gpu_workbench")
-    handler = Collect(logging.DEBUG)
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with captured_logs() as lines:
         yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.calls: List[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 def client(url: str, token: str = TOKEN, **options: object) -> HttpClient:

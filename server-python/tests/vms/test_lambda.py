@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from capture import Sleeps, captured_logs
 from fake_clouds import FakeLambda
 
 from gpu_workbench.vms.base import CreateRequest, ProviderError
@@ -24,30 +24,8 @@ def cloud() -> Iterator[FakeLambda]:
 
 @pytest.fixture
 def logs() -> Iterator[List[str]]:
-    lines: List[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    logger = logging.getLogger("gpu_workbench")
-    handler = Collect(logging.DEBUG)
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with captured_logs() as lines:
         yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
-
-
-class Sleeps:
-    def __init__(self) -> None:
-        self.calls: List[float] = []
-
-    def __call__(self, seconds: float) -> None:
-        self.calls.append(seconds)
 
 
 def provider(cloud: FakeLambda, sleeps: Sleeps = None) -> LambdaProvider:  # type: ignore[assignment]

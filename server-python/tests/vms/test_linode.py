@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import base64
 import calendar
-import logging
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from capture import captured_logs
 from fake_clouds import FakeLinode
 
 from gpu_workbench.vms.base import CreateRequest, ProviderError
@@ -33,22 +33,8 @@ def cloud() -> Iterator[FakeLinode]:
 
 @pytest.fixture
 def logs() -> Iterator[List[str]]:
-    lines: List[str] = []
-
-    class Collect(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    logger = logging.getLogger("gpu_workbench")
-    handler = Collect(logging.DEBUG)
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
-    try:
+    with captured_logs() as lines:
         yield lines
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
 
 
 def provider(cloud: FakeLinode) -> LinodeProvider:
