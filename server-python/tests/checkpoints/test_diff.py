@@ -10,9 +10,10 @@ import shutil
 import struct
 import subprocess
 import zipfile
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional
 
 import pytest
+from writers import npy_bytes, pack, write_safetensors
 
 from gpu_workbench.checkpoints import decode, diff
 from gpu_workbench.checkpoints.model import Reading, Tensor
@@ -29,39 +30,6 @@ ENGINES = ["numpy", "stdlib"] if decode.numpy_module() is not None else ["stdlib
 
 
 # ---- writers (safetensors README; numpy.lib.format) ----
-
-
-def write_safetensors(
-    path: str,
-    tensors: Sequence[Tuple[str, str, List[int], bytes]],
-    metadata: Optional[Dict[str, str]] = None,
-) -> str:
-    header: Dict[str, Any] = {}
-    if metadata is not None:
-        header["__metadata__"] = metadata
-    offset = 0
-    for name, dtype, shape, data in tensors:
-        header[name] = {
-            "dtype": dtype,
-            "shape": shape,
-            "data_offsets": [offset, offset + len(data)],
-        }
-        offset += len(data)
-    text = json.dumps(header).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(text)) + text + b"".join(t[3] for t in tensors))
-    return path
-
-
-def npy_bytes(descr: str, shape: Tuple[int, ...], data: bytes, fortran: bool = False) -> bytes:
-    header = "{'descr': %r, 'fortran_order': %s, 'shape': %r, }" % (descr, fortran, shape)
-    header += " " * (-(10 + len(header) + 1) % 64) + "\n"
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode("latin1") + data
-
-
-def pack(fmt: str, values: Sequence[Any], order: str = "<") -> bytes:
-    return struct.pack(order + "%d%s" % (len(values), fmt), *values)
 
 
 def floats(seed: int, n: int) -> List[float]:
