@@ -45,6 +45,19 @@ export interface InitializationOptions {
   logLevel?: "trace" | "debug" | "info" | "warning" | "error";
   /** Non-secret provider settings (gpuWorkbench.vms.*); credentials go per call instead. */
   vms?: VmInitOptions;
+  /** GPU health settings (gpuWorkbench.gpu.*). */
+  gpu?: GpuInitOptions;
+}
+
+export interface GpuInitOptions {
+  /** Seconds between samples while someone watches (minimum 0.5). */
+  intervalSeconds?: number;
+  /** °C at which a GPU's temperature is a warning. */
+  temperatureWarning?: number;
+  /** Minutes of memory held at 0% utilization before a warning; 0: off. */
+  idleMemoryMinutes?: number;
+  /** How many GPUs this machine should have; null: no check. */
+  expectedCount?: number | null;
 }
 
 export interface VmInitOptions {
@@ -615,6 +628,157 @@ export interface VmKeepRunningParams {
   id: string;
 }
 
+// ---- GPU health ----------------------------------------------------------------------
+// Memory in bytes, power in watts, temperature in °C, times in unix seconds; a value the
+// driver does not report is null, never 0.
+
+export type GpuVerdict = "ok" | "warn" | "critical";
+
+export interface GpuReason {
+  /** The GPU's index; null: the machine as a whole. */
+  gpu: number | null;
+  severity: "warn" | "critical";
+  /** Stable id, e.g. "hwSlowdown", "xid79", "eccUncorrected", "gpuCount". */
+  code: string;
+  message: string;
+}
+
+export interface GpuProcess {
+  pid: number;
+  name: string | null;
+  usedMemory: number | null;
+}
+
+export interface GpuEcc {
+  correctedVolatile: number | null;
+  uncorrectedVolatile: number | null;
+  correctedAggregate: number | null;
+  uncorrectedAggregate: number | null;
+}
+
+export interface GpuRemappedRows {
+  correctable: number | null;
+  uncorrectable: number | null;
+  pending: boolean | null;
+  failure: boolean | null;
+}
+
+export interface GpuPcie {
+  gen: number | null;
+  maxGen: number | null;
+  width: number | null;
+  maxWidth: number | null;
+}
+
+export interface GpuXid {
+  xid: number;
+  time: number;
+  meaning: string;
+  severity: "warn" | "critical";
+}
+
+export interface GpuInfo {
+  index: number;
+  uuid: string;
+  name: string;
+  /** Fallen off the bus; the other values are then null. */
+  lost: boolean;
+  utilization: number | null;
+  memoryUtilization: number | null;
+  memoryUsed: number | null;
+  memoryTotal: number | null;
+  temperature: number | null;
+  temperatureSlowdown: number | null;
+  powerDraw: number | null;
+  powerLimit: number | null;
+  clocksEventReasons: number | null;
+  throttle: string[];
+  ecc: GpuEcc;
+  remappedRows: GpuRemappedRows | null;
+  pcie: GpuPcie;
+  persistenceMode: boolean | null;
+  processes: GpuProcess[];
+  xids: GpuXid[];
+  verdict: GpuVerdict;
+  reasons: GpuReason[];
+}
+
+export interface GpuSnapshot {
+  machine: string;
+  source: "nvml" | "nvidia-smi" | "none";
+  time: number;
+  driverVersion: string | null;
+  cudaVersion: string | null;
+  gpus: GpuInfo[];
+  verdict: GpuVerdict;
+  reasons: GpuReason[];
+  /** With no GPU data: why. */
+  message: string | null;
+  intervalSeconds: number;
+  sampling: boolean;
+}
+
+export interface GpuStatusParams {
+  fresh?: boolean;
+}
+
+export interface GpuWatchParams {
+  watcher: string;
+  watching: boolean;
+}
+
+export interface GpuHistoryParams {
+  seconds?: number;
+}
+
+export interface GpuHistoryGpu {
+  index: number;
+  utilization: number | null;
+  memoryUsed: number | null;
+  memoryTotal: number | null;
+  powerDraw: number | null;
+  temperature: number | null;
+}
+
+export interface GpuHistoryPoint {
+  time: number;
+  gpus: GpuHistoryGpu[];
+}
+
+export interface GpuHistoryResult {
+  machine: string;
+  intervalSeconds: number;
+  points: GpuHistoryPoint[];
+}
+
+export interface GpuCheckParams {
+  python?: string;
+  benchmarks?: boolean;
+  expectedGpuCount?: number;
+}
+
+export type GpuCheckStatus = "pass" | "warn" | "fail" | "skip" | "info";
+
+export interface GpuCheckRow {
+  id: string;
+  title: string;
+  status: GpuCheckStatus;
+  detail: string;
+  gpu: number | null;
+  measured: number | null;
+  expected: number | null;
+  unit: string | null;
+}
+
+export interface GpuCheckReport {
+  machine: string;
+  time: number;
+  durationMs: number;
+  verdict: "pass" | "warn" | "fail";
+  rows: GpuCheckRow[];
+  markdown: string;
+}
+
 // ---- methods -------------------------------------------------------------------------
 
 export const status = new RequestType0<StatusResult, void>("workbench/status");
@@ -653,6 +817,12 @@ export const vmCost = new RequestType<VmCostParams, VmCostResult, void>("vm/cost
 export const vmAutostop = new RequestType<VmAutostopParams, VmAutostopInfo, void>("vm/autostop");
 export const vmKeepRunning = new RequestType<VmKeepRunningParams, VmAutostopInfo, void>("vm/keepRunning");
 export const vmIdleWarning = new NotificationType<VmIdleWarningParams>("vm/idleWarning");
+
+export const gpuStatus = new RequestType<GpuStatusParams, GpuSnapshot, void>("gpu/status");
+export const gpuWatch = new RequestType<GpuWatchParams, GpuSnapshot, void>("gpu/watch");
+export const gpuHistory = new RequestType<GpuHistoryParams, GpuHistoryResult, void>("gpu/history");
+export const gpuCheck = new RequestType<GpuCheckParams, GpuCheckReport, void>("gpu/check");
+export const gpuSample = new NotificationType<GpuSnapshot>("gpu/sample");
 
 // ---- errors --------------------------------------------------------------------------
 
@@ -1057,6 +1227,74 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
   [vmIdleWarning.method]: {
     kind: "notification",
     params: shape<VmIdleWarningParams>({ provider: true, id: true, name: true, actAt: true, action: true }),
+    result: null,
+  },
+  [gpuStatus.method]: {
+    kind: "request",
+    params: shape<GpuStatusParams>({ fresh: true }),
+    result: shape<GpuSnapshot>({
+      machine: true,
+      source: true,
+      time: true,
+      driverVersion: true,
+      cudaVersion: true,
+      gpus: true,
+      verdict: true,
+      reasons: true,
+      message: true,
+      intervalSeconds: true,
+      sampling: true,
+    }),
+  },
+  [gpuWatch.method]: {
+    kind: "request",
+    params: shape<GpuWatchParams>({ watcher: true, watching: true }),
+    result: shape<GpuSnapshot>({
+      machine: true,
+      source: true,
+      time: true,
+      driverVersion: true,
+      cudaVersion: true,
+      gpus: true,
+      verdict: true,
+      reasons: true,
+      message: true,
+      intervalSeconds: true,
+      sampling: true,
+    }),
+  },
+  [gpuHistory.method]: {
+    kind: "request",
+    params: shape<GpuHistoryParams>({ seconds: true }),
+    result: shape<GpuHistoryResult>({ machine: true, intervalSeconds: true, points: true }),
+  },
+  [gpuCheck.method]: {
+    kind: "request",
+    params: shape<GpuCheckParams>({ python: true, benchmarks: true, expectedGpuCount: true }),
+    result: shape<GpuCheckReport>({
+      machine: true,
+      time: true,
+      durationMs: true,
+      verdict: true,
+      rows: true,
+      markdown: true,
+    }),
+  },
+  [gpuSample.method]: {
+    kind: "notification",
+    params: shape<GpuSnapshot>({
+      machine: true,
+      source: true,
+      time: true,
+      driverVersion: true,
+      cudaVersion: true,
+      gpus: true,
+      verdict: true,
+      reasons: true,
+      message: true,
+      intervalSeconds: true,
+      sampling: true,
+    }),
     result: null,
   },
 };

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import BinaryIO, List, Optional, Tuple
 
@@ -33,6 +34,10 @@ def _claim_stdio() -> Tuple[BinaryIO, BinaryIO]:
     return os.fdopen(in_fd, "rb"), os.fdopen(out_fd, "wb")
 
 
+def _ignore_signal(signum: int, frame: object) -> None:
+    """SIGINT handler of the backend: nothing (see main)."""
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Parse arguments and run the server; returns only for --version/--help."""
     parser = argparse.ArgumentParser(
@@ -43,6 +48,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     # Record the parent before anything slow happens, so its death is detectable.
     initial_ppid = os.getppid()
+    # A server ends by `shutdown`/`exit`, end of input or its parent's death; never by the
+    # Ctrl-C a terminal sends to the CLI's whole process group (the CLI then still needs
+    # the backend to cancel requests and stop watches cleanly). A handler, not SIG_IGN: an
+    # ignored signal stays ignored in children after exec, and kernels must get SIGINT.
+    signal.signal(signal.SIGINT, _ignore_signal)
     input_stream, output_stream = _claim_stdio()
 
     from . import log
@@ -58,6 +68,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         sys.stderr.flush()
     except Exception:
         pass
+    checks = sys.modules.get("gpu_workbench.gpu.checks")
+    if checks is not None:
+        checks.kill_running()  # a cancelled GPU check's benchmark must not outlive us
     # os._exit: do not wait for handler threads still running (e.g. a cancelled slow request).
     os._exit(code)
     return code  # unreachable; keeps type checkers happy

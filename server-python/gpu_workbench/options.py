@@ -22,6 +22,7 @@ class InitOptions:
     logLevel: Optional[int] = None  # a logging level; None keeps the startup level
     cellMarkers: Optional[List[str]] = None  # regexes that start a cell; None: the defaults
     vms: Optional[Dict[str, Any]] = None  # VM provider settings, passed through to vms.service
+    gpu: Optional[Dict[str, Any]] = None  # GPU health settings, validated by gpu.sampler
 
 
 def python_regex(source: str) -> str:
@@ -107,4 +108,9 @@ def parse_init_options(raw: Any) -> Tuple[InitOptions, List[str]]:
             options.vms = dict(raw["vms"])
         else:
             warnings.append("initializationOptions.vms must be an object; using defaults")
+    if "gpu" in raw and raw["gpu"] is not None:
+        if isinstance(raw["gpu"], dict):
+            options.gpu = dict(raw["gpu"])
+        else:
+            warnings.append("initializationOptions.gpu must be an object; using defaults")
     return options, warnings

@@ -694,6 +694,167 @@ class VmKeepRunningParams:
     id: str
 
 
+# ---- GPU health (gpu/...) ----
+# Units: memory in bytes, power in watts, temperature in degrees Celsius, times in unix
+# seconds. A value the driver does not report (NOT_SUPPORTED, [N/A]) is None, never 0.
+
+
+@dataclass
+class GpuReason:
+    gpu: Optional[int]  # the GPU's index; None: the machine as a whole
+    severity: str  # "warn" | "critical"
+    code: str  # stable id, e.g. "hwSlowdown", "xid79", "eccUncorrected", "gpuCount"
+    message: str  # one sentence for people
+
+
+@dataclass
+class GpuProcess:
+    pid: int
+    name: Optional[str]  # process name when it can be read (/proc or nvidia-smi)
+    usedMemory: Optional[int]  # bytes; None when the driver does not say (Windows WDDM)
+
+
+@dataclass
+class GpuEcc:
+    correctedVolatile: Optional[int]  # since the driver loaded
+    uncorrectedVolatile: Optional[int]
+    correctedAggregate: Optional[int]  # lifetime
+    uncorrectedAggregate: Optional[int]
+
+
+@dataclass
+class GpuRemappedRows:
+    correctable: Optional[int]
+    uncorrectable: Optional[int]
+    pending: Optional[bool]  # a remap waits for a GPU reset / reboot
+    failure: Optional[bool]  # a remap failed: the GPU needs service
+
+
+@dataclass
+class GpuPcie:
+    gen: Optional[int]
+    maxGen: Optional[int]
+    width: Optional[int]
+    maxWidth: Optional[int]
+
+
+@dataclass
+class GpuXid:
+    xid: int
+    time: float
+    meaning: str
+    severity: str  # "warn" | "critical"
+
+
+@dataclass
+class GpuInfo:
+    index: int
+    uuid: str
+    name: str
+    lost: bool  # fallen off the bus (NVML_ERROR_GPU_IS_LOST); the other values are then None
+    utilization: Optional[int]  # % of time a kernel ran in the last sample period
+    memoryUtilization: Optional[int]  # % of time memory was read or written
+    memoryUsed: Optional[int]
+    memoryTotal: Optional[int]
+    temperature: Optional[int]
+    temperatureSlowdown: Optional[int]  # the driver's slowdown threshold
+    powerDraw: Optional[float]
+    powerLimit: Optional[float]  # enforced limit
+    clocksEventReasons: Optional[int]  # NVML clock-event (throttle) reason bitmask
+    throttle: List[str]  # names of the active reasons, e.g. ["HwSlowdown"]
+    ecc: GpuEcc
+    remappedRows: Optional[GpuRemappedRows]  # None before Ampere
+    pcie: GpuPcie
+    persistenceMode: Optional[bool]
+    processes: List[GpuProcess]
+    xids: List[GpuXid]  # XID events seen since the sampler started (newest last)
+    verdict: str  # "ok" | "warn" | "critical"
+    reasons: List[GpuReason]
+
+
+@dataclass
+class GpuSnapshot:
+    machine: str  # "local" (a VM's "provider/id" once remote sampling exists)
+    source: str  # "nvml" | "nvidia-smi" | "none"
+    time: float
+    driverVersion: Optional[str]
+    cudaVersion: Optional[str]  # the driver's CUDA version, e.g. "12.4"
+    gpus: List[GpuInfo]
+    verdict: str  # "ok" | "warn" | "critical" of the machine ("ok" with no GPU)
+    reasons: List[GpuReason]  # the machine's and every GPU's
+    message: Optional[str]  # with no GPU data: why (no driver, no GPU, library failed)
+    intervalSeconds: float
+    sampling: bool  # a sampler is running (someone watches)
+
+
+@dataclass
+class GpuStatusParams:
+    fresh: Optional[bool] = None  # take a new sample even when the sampler has a recent one
+
+
+@dataclass
+class GpuWatchParams:
+    watcher: str  # who watches, e.g. "statusBar", "panel"; sampling runs while any does
+    watching: bool
+
+
+@dataclass
+class GpuHistoryParams:
+    seconds: Optional[float] = None  # default 900 (15 minutes), the most kept
+
+
+@dataclass
+class GpuHistoryGpu:
+    index: int
+    utilization: Optional[int]
+    memoryUsed: Optional[int]
+    memoryTotal: Optional[int]
+    powerDraw: Optional[float]
+    temperature: Optional[int]
+
+
+@dataclass
+class GpuHistoryPoint:
+    time: float
+    gpus: List[GpuHistoryGpu]
+
+
+@dataclass
+class GpuHistoryResult:
+    machine: str
+    intervalSeconds: float
+    points: List[GpuHistoryPoint]  # oldest first
+
+
+@dataclass
+class GpuCheckParams:
+    python: Optional[str] = None  # interpreter for the torch tests (default: the kernels' one)
+    benchmarks: Optional[bool] = None  # run the torch tests when torch is there (default true)
+    expectedGpuCount: Optional[int] = None  # default: setting gpuWorkbench.gpu.expectedCount
+
+
+@dataclass
+class GpuCheckRow:
+    id: str  # stable, e.g. "driver", "gpuCount", "pcie", "matmul"
+    title: str
+    status: str  # "pass" | "warn" | "fail" | "skip" | "info"
+    detail: str
+    gpu: Optional[int]  # None: the machine
+    measured: Optional[float]
+    expected: Optional[float]
+    unit: Optional[str]  # "TFLOPS", "GB/s", ...
+
+
+@dataclass
+class GpuCheckReport:
+    machine: str
+    time: float
+    durationMs: float
+    verdict: str  # "pass" | "warn" | "fail": the worst row
+    rows: List[GpuCheckRow]
+    markdown: str  # the same report as Markdown, for export
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """One custom method: its name, kind and the dataclasses of its params and result."""
@@ -739,6 +900,11 @@ METHODS: Dict[str, MethodInfo] = {
         MethodInfo("vm/autostop", "request", VmAutostopParams, VmAutostopInfo),
         MethodInfo("vm/keepRunning", "request", VmKeepRunningParams, VmAutostopInfo),
         MethodInfo("vm/idleWarning", "notification", VmIdleWarningParams, to_client=True),
+        MethodInfo("gpu/status", "request", GpuStatusParams, GpuSnapshot),
+        MethodInfo("gpu/watch", "request", GpuWatchParams, GpuSnapshot),
+        MethodInfo("gpu/history", "request", GpuHistoryParams, GpuHistoryResult),
+        MethodInfo("gpu/check", "request", GpuCheckParams, GpuCheckReport),
+        MethodInfo("gpu/sample", "notification", GpuSnapshot, to_client=True),
     )
 }
 

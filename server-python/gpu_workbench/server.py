@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 import time
 from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -22,6 +23,7 @@ from .errors import (
     RpcError,
 )
 from .framing import FrameReader, FrameWriter
+from .gpu.sampler import GpuMonitor
 from .kernels.manager import KernelManager
 from .log import set_level
 from .options import parse_init_options, parse_markers
@@ -37,6 +39,10 @@ from .protocol import (
     ClockParams,
     ClockResult,
     EmptyResult,
+    GpuCheckParams,
+    GpuHistoryParams,
+    GpuStatusParams,
+    GpuWatchParams,
     InitializeParams,
     KernelAttachParams,
     KernelExecuteParams,
@@ -106,6 +112,7 @@ class Server(Router):
         self.trusted = True
         self._kernels: Optional[KernelManager] = None
         self._vms: Optional[VmService] = None
+        self._gpu: Optional[GpuMonitor] = None
         self.documents = DocumentStore()
         self._cell_markers: Optional[List[str]] = None  # None: cells.DEFAULT_MARKERS
         self._code_lens_refresh = False  # client capability workspace.codeLens.refreshSupport
@@ -162,6 +169,12 @@ class Server(Router):
             "vm/cost": Route(self._vm_cost, VmCostParams, slow=True),
             "vm/autostop": Route(self._vm_autostop, VmAutostopParams, slow=True),
             "vm/keepRunning": Route(self._vm_keep_running, VmKeepRunningParams, slow=True),
+            # GPU telemetry reads the driver only; served in untrusted workspaces. The checks'
+            # torch benchmarks run an interpreter, so they run only when trusted.
+            "gpu/status": Route(self._gpu_status, GpuStatusParams, slow=True),
+            "gpu/watch": Route(self._gpu_watch, GpuWatchParams, slow=True),
+            "gpu/history": Route(self._gpu_history, GpuHistoryParams),
+            "gpu/check": Route(self._gpu_check, GpuCheckParams, slow=True),
         }
         # Notifications this server sends; advertised with the methods it serves.
         self._sends = sorted(name for name, info in METHODS.items() if info.to_client)
@@ -242,6 +255,7 @@ class Server(Router):
             if extra and self.debug_methods:
                 load_extra_providers(self._vms, extra)
             self._vms.start_watchdog()
+        self._gpu = GpuMonitor(self._notify, self._environ, options.gpu)
         if self._parent_watch is not None:
             self._parent_watch.watch_pid(init.processId)
         self._state = _RUNNING
@@ -273,6 +287,11 @@ class Server(Router):
             self._kernels.close()
         if self._vms is not None:
             self._vms.close()
+        if self._gpu is not None:
+            self._gpu.close()
+        checks = sys.modules.get("gpu_workbench.gpu.checks")
+        if checks is not None:
+            checks.kill_running()
         return None
 
     def _exit(self, ctx: RequestContext, params: Any) -> None:
@@ -341,6 +360,9 @@ class Server(Router):
         self.documents.did_close(params)
 
     def _did_change_configuration(self, ctx: RequestContext, params: Any) -> None:
+        found_gpu, raw_gpu = _setting(params, ("gpuWorkbench", "gpu"))
+        if found_gpu and self._gpu is not None:
+            self._gpu.update_settings(raw_gpu)
         found_vms, raw_vms = _setting(params, ("gpuWorkbench", "vms"))
         if found_vms and self._vms is not None:
             if isinstance(raw_vms, dict):
@@ -525,6 +547,61 @@ class Server(Router):
 
     def _vm_keep_running(self, ctx: RequestContext, params: VmKeepRunningParams) -> PlainJson:
         return PlainJson(self._vm_service().keep_running(params.provider, params.id))
+
+    # ---- GPU health ----
+
+    def _gpu_monitor(self) -> GpuMonitor:
+        assert self._gpu is not None  # set by initialize, which gates every method
+        return self._gpu
+
+    def _gpu_status(self, ctx: RequestContext, params: GpuStatusParams) -> PlainJson:
+        return PlainJson(self._gpu_monitor().status(fresh=params.fresh is True))
+
+    def _gpu_watch(self, ctx: RequestContext, params: GpuWatchParams) -> PlainJson:
+        watcher = params.watcher.strip()
+        if not watcher:
+            raise RpcError(INVALID_PARAMS, "Invalid params: params.watcher must not be empty")
+        return PlainJson(self._gpu_monitor().watch(watcher[:100], params.watching))
+
+    def _gpu_history(self, ctx: RequestContext, params: GpuHistoryParams) -> PlainJson:
+        seconds = params.seconds
+        if seconds is not None and (not math.isfinite(seconds) or seconds < 0):
+            raise RpcError(INVALID_PARAMS, "Invalid params: params.seconds must be >= 0")
+        return PlainJson(self._gpu_monitor().history(seconds))
+
+    def _gpu_check(self, ctx: RequestContext, params: GpuCheckParams) -> PlainJson:
+        from .gpu import checks
+
+        monitor = self._gpu_monitor()
+        expected = params.expectedGpuCount
+        if expected is None:
+            expected = monitor.settings_expected_count()
+        benchmarks = params.benchmarks is not False and self.trusted
+        progress = ctx.work_done_progress("Checking GPU health", cancellable=True)
+        progress.begin(percentage=0)
+        last = [0.0]
+
+        def report(done: float, message: str) -> None:
+            now = time.monotonic()
+            if now - last[0] < 0.2 and done < 1.0:
+                return
+            last[0] = now
+            progress.report(message=message, percentage=max(0, min(100, int(done * 100))))
+
+        try:
+            result = checks.run_checks(
+                monitor.open_check_source,
+                python=params.python or sys.executable,
+                expected_count=expected,
+                benchmarks=benchmarks,
+                untrusted=not self.trusted and params.benchmarks is not False,
+                progress=report,
+                cancelled=lambda: ctx.is_cancelled,
+            )
+        finally:
+            progress.end("cancelled" if ctx.is_cancelled else "done")
+        ctx.raise_if_cancelled()
+        return PlainJson(result)
 
     # ---- checkpoints ----
 

@@ -12,6 +12,7 @@ import * as proto from "../protocol";
 import { type CommandSpec, formatHelp, type OptionSpec, type Parsed, parseOptions, UsageError } from "./args";
 import { type Command, CommandError, EXIT, type Output } from "./command";
 import { ckptCommands } from "./commands/ckpt";
+import { gpuCommands } from "./commands/gpu";
 import { kernelsAttachCommand, kernelsKillCommand, kernelsListCommand } from "./commands/kernels";
 import { runCommand } from "./commands/run";
 import { statusCommand } from "./commands/status";
@@ -52,6 +53,7 @@ const COMMANDS: Command[] = [
   kernelsKillCommand,
   ...ckptCommands,
   ...vmCommands,
+  ...gpuCommands,
 ];
 
 /** Groups of subcommands (`gpuwb kernels …`) get their own help. */
@@ -59,6 +61,7 @@ const GROUPS: Record<string, string> = {
   kernels: "List, follow and end kernels.",
   ckpt: "Inspect, compare and safety-scan model checkpoints without running their code.",
   vm: "GPU machines: providers, offerings and prices, create/start/stop/terminate, cost.",
+  gpu: "This machine's GPUs: live status (utilization, memory, temperature, power, throttling) and health checks.",
 };
 
 function readVersion(): string {
