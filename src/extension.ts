@@ -9,6 +9,7 @@ import { activateCells } from "./cells";
 import { activateCheckpoints } from "./checkpoints";
 import { registerCommands } from "./commands";
 import { Ctx } from "./ctx";
+import { activateGpu } from "./gpu";
 import type { KernelService } from "./kernels/service";
 import { activateNotebooks } from "./notebooks";
 import type { StatusResult } from "./protocol";
@@ -48,6 +49,7 @@ export function activate(context: vscode.ExtensionContext): GpuWorkbenchApi {
   activateVariables(c);
   activateCheckpoints(c);
   activateVms(c);
+  activateGpu(c);
 
   c.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration((e) => {

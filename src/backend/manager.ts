@@ -18,6 +18,7 @@ import {
   Trace,
 } from "vscode-languageclient/node";
 import type { Config } from "../config";
+import { gpuInitOptions } from "../gpu/settings";
 import type { Logger } from "../log";
 import * as proto from "../protocol";
 import { vmInitOptions } from "../vms/settings";
@@ -181,6 +182,7 @@ export class BackendManager implements vscode.Disposable {
         logLevel: backendLogLevel(this.log.channel.logLevel),
         cellMarkers: this.config.cellMarkers,
         vms: vmInitOptions(),
+        gpu: gpuInitOptions(),
         ...(this.config.dataDirectory ? { dataDirectory: this.config.dataDirectory } : {}),
       }),
       errorHandler: {

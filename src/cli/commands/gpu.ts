@@ -231,7 +231,9 @@ export function renderSnapshot(s: proto.GpuSnapshot, color: boolean): string {
   if (s.reasons.length) {
     lines.push("", "Reasons:");
     for (const r of s.reasons) {
-      lines.push(`  ${paint(r.severity.padEnd(8), r.severity)}  ${where(r.gpu)}: ${r.message}`);
+      // Messages name their GPU ("GPU 1 is …"); only say where when they do not.
+      const named = r.gpu !== null && r.message.startsWith(`GPU ${r.gpu}`);
+      lines.push(`  ${paint(r.severity.padEnd(8), r.severity)}  ${named ? "" : `${where(r.gpu)}: `}${r.message}`);
     }
   }
   const facts = [
