@@ -276,7 +276,8 @@ class Connection:
 
     def notify(self, method: str, params: Any) -> None:
         """Send a notification to the client."""
-        self.write({"jsonrpc": "2.0", "method": method, "params": to_json(params)})
+        value = params.value if isinstance(params, PlainJson) else to_json(params)
+        self.write({"jsonrpc": "2.0", "method": method, "params": value})
 
     def request(self, method: str, params: Any = None) -> str:
         """Send a server->client request and return its id; the client's reply is ignored.

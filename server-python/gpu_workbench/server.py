@@ -411,7 +411,7 @@ class Server(Router):
 
     # ---- kernels ----
 
-    def _notify(self, method: str, params: Dict[str, Any]) -> None:
+    def _notify(self, method: str, params: Any) -> None:
         if self._connection is not None:
             self._connection.notify(method, params)
 

@@ -20,6 +20,7 @@ import threading
 import time
 from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Set
 
+from ..rpc import PlainJson
 from .health import HealthSettings, HealthTracker
 from .source import GpuUnavailable, Source, open_source
 from .xid import describe
@@ -35,7 +36,7 @@ PROCESS_EVERY_SECONDS = {"nvml": 0.0, "nvidia-smi": 10.0}
 MAX_XIDS = 50
 EVENT_WAIT_MS = 1000
 
-Notify = Callable[[str, Dict[str, Any]], None]
+Notify = Callable[[str, Any], None]  # (method, params: a dict or PlainJson)
 
 
 def parse_settings(raw: Any) -> Dict[str, Any]:
@@ -398,6 +399,7 @@ class GpuMonitor:
 
     def _send(self, snapshot: Dict[str, Any]) -> None:
         try:
-            self._notify("gpu/sample", snapshot)
+            # Plain values only (built here), so the connection skips its conversion walk.
+            self._notify("gpu/sample", PlainJson(snapshot))
         except Exception:  # a closed connection must not kill the thread
             log.debug("could not send gpu/sample", exc_info=True)

@@ -817,9 +817,9 @@ static nvmlReturn_t event_wait(const char *fn, nvmlEventSet_t set, nvmlEventData
                             (now.tv_nsec - start.tv_nsec) / 1000000LL;
         if (elapsed >= (long long)timeoutms) return 10;
         long long left = (long long)timeoutms - elapsed;
-        /* 50 ms steps: a real driver blocks; polling faster would make the stand-in's own
+        /* 250 ms steps: a real driver blocks; polling faster would make the stand-in's own
          * wake-ups dominate the backend's CPU in bench/gpu.py. */
-        usleep((useconds_t)((left < 50 ? left : 50) * 1000));
+        usleep((useconds_t)((left < 250 ? left : 250) * 1000));
     }
 }
 

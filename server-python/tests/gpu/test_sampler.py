@@ -75,10 +75,10 @@ class Recorder:
         self.sent: List[Dict[str, Any]] = []
         self.cond = threading.Condition()
 
-    def __call__(self, method: str, params: Dict[str, Any]) -> None:
+    def __call__(self, method: str, params: Any) -> None:
         assert method == "gpu/sample"
         with self.cond:
-            self.sent.append(params)
+            self.sent.append(params.value)
             self.cond.notify_all()
 
     def wait(self, count: int, timeout: float = 10.0) -> List[Dict[str, Any]]:
