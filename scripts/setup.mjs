@@ -84,12 +84,15 @@ export function torchPython() {
  * apt when missing and running as root; otherwise those tests skip (and fail under CI=true).
  */
 export function ensureSshd() {
-  if (existsSync("/usr/sbin/sshd")) return true;
-  if (process.getuid?.() === 0 && existsSync("/usr/bin/apt-get")) {
-    console.log("setup: installing openssh-server with apt (the SSH-host tests start a real sshd)…");
+  // sshd for the SSH-host and remote tests; rsync for the code-sync tests' rsync path.
+  const missing = [];
+  if (!existsSync("/usr/sbin/sshd")) missing.push("openssh-server", "openssh-client");
+  if (!existsSync("/usr/bin/rsync")) missing.push("rsync");
+  if (missing.length && process.getuid?.() === 0 && existsSync("/usr/bin/apt-get")) {
+    console.log(`setup: installing ${missing.join(", ")} with apt (the SSH and remote tests use them)…`);
     const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
     sh("apt-get", ["update", "-q"], { env });
-    sh("apt-get", ["install", "-y", "-q", "--no-install-recommends", "openssh-server", "openssh-client"], { env });
+    sh("apt-get", ["install", "-y", "-q", "--no-install-recommends", ...missing], { env });
   }
   return existsSync("/usr/sbin/sshd");
 }

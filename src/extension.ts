@@ -13,6 +13,7 @@ import { activateGpu } from "./gpu";
 import type { KernelService } from "./kernels/service";
 import { activateNotebooks } from "./notebooks";
 import type { StatusResult } from "./protocol";
+import { activateRemote } from "./remote";
 import { activateResults } from "./results";
 import { activateVariables } from "./variables";
 import { activateVms } from "./vms";
@@ -48,8 +49,8 @@ export function activate(context: vscode.ExtensionContext): GpuWorkbenchApi {
   activateNotebooks(c);
   activateVariables(c);
   activateCheckpoints(c);
-  activateVms(c);
-  activateGpu(c);
+  activateVms(c, activateGpu(c));
+  activateRemote(c);
 
   c.subscriptions.push(
     vscode.workspace.onDidChangeConfiguration((e) => {

@@ -47,6 +47,8 @@ export interface InitializationOptions {
   vms?: VmInitOptions;
   /** GPU health settings (gpuWorkbench.gpu.*). */
   gpu?: GpuInitOptions;
+  /** Remote execution settings (gpuWorkbench.remote.*). */
+  remote?: { knownHostsFile?: string };
 }
 
 export interface GpuInitOptions {
@@ -83,6 +85,8 @@ export interface KernelInfo {
   lastSeq: number;
   queue: string[];
   idleTimeoutSeconds: number;
+  /** "provider/id" for a kernel on a remote machine; null (or absent): this machine. */
+  machine?: string | null;
 }
 
 export interface KernelStartParams {
@@ -92,6 +96,8 @@ export interface KernelStartParams {
   envFile?: string;
   name?: string;
   idleTimeoutSeconds?: number;
+  /** "provider/id" of a connected machine (remote/connect); absent: this machine. */
+  machine?: string;
 }
 
 export interface KernelRef {
@@ -257,6 +263,8 @@ export interface CheckpointInspectParams {
   path: string;
   /** Cap on the tensors listed (totals still count all); 0 lists none. */
   maxTensors?: number;
+  /** Read it on this connected machine ("provider/id"; the path is the machine's). */
+  machine?: string;
 }
 
 export interface CheckpointTensor {
@@ -725,6 +733,8 @@ export interface GpuStatusParams {
 export interface GpuWatchParams {
   watcher: string;
   watching: boolean;
+  /** A connected machine's GPUs (sampled by its agent); absent: this machine. */
+  machine?: string;
 }
 
 export interface GpuHistoryParams {
@@ -779,6 +789,107 @@ export interface GpuCheckReport {
   markdown: string;
 }
 
+// ---- remote machines -----------------------------------------------------------------
+
+export type RemoteState = "connecting" | "connected" | "reconnecting" | "disconnected" | "failed";
+
+export interface RemoteInterpreter {
+  path: string;
+  version: string;
+  kind: "system" | "conda" | "venv";
+  name: string;
+  hasTorch: boolean | null;
+}
+
+export interface RemoteForward {
+  remotePort: number;
+  localPort: number;
+}
+
+export interface RemoteMachine {
+  machine: string;
+  name: string;
+  state: RemoteState;
+  message: string | null;
+  host: string;
+  agentVersion: string | null;
+  agentPython: string | null;
+  interpreters: RemoteInterpreter[];
+  connectedAt: number | null;
+  reconnects: number;
+  latencyMs: number | null;
+  forwards: RemoteForward[];
+}
+
+export interface RemoteConnectParams {
+  provider: string;
+  id: string;
+  python?: string;
+  credentials?: Record<string, Record<string, string>>;
+}
+
+export interface RemoteRefParams {
+  machine: string;
+}
+
+export type RemoteListParams = Record<string, never>;
+
+export interface RemoteListResult {
+  machines: RemoteMachine[];
+}
+
+export interface RemoteTrustHostParams {
+  machine: string;
+  fingerprint: string;
+}
+
+export interface RemoteSyncParams {
+  machine: string;
+  localPath: string;
+  remotePath?: string;
+  dryRun?: boolean;
+  maxBytes?: number;
+}
+
+export interface RemoteSyncResult {
+  machine: string;
+  localPath: string;
+  remotePath: string;
+  method: "rsync" | "tar";
+  files: number;
+  bytes: number;
+  sample: string[];
+  dryRun: boolean;
+  durationMs: number;
+}
+
+export interface RemoteForwardParams {
+  machine: string;
+  remotePort: number;
+  localPort?: number;
+}
+
+export interface RemoteUnforwardParams {
+  machine: string;
+  localPort: number;
+}
+
+export interface RemoteAutostopParams {
+  machine: string;
+  idleMinutes: number;
+  gpuThreshold?: number;
+  command?: string;
+}
+
+export interface RemoteAutostopInfo {
+  machine: string;
+  idleMinutes: number;
+  idleSince: number | null;
+  actAt: number | null;
+  reason: string;
+  running: boolean;
+}
+
 // ---- methods -------------------------------------------------------------------------
 
 export const status = new RequestType0<StatusResult, void>("workbench/status");
@@ -824,6 +935,16 @@ export const gpuHistory = new RequestType<GpuHistoryParams, GpuHistoryResult, vo
 export const gpuCheck = new RequestType<GpuCheckParams, GpuCheckReport, void>("gpu/check");
 export const gpuSample = new NotificationType<GpuSnapshot>("gpu/sample");
 
+export const remoteConnect = new RequestType<RemoteConnectParams, RemoteMachine, void>("remote/connect");
+export const remoteDisconnect = new RequestType<RemoteRefParams, RemoteMachine, void>("remote/disconnect");
+export const remoteList = new RequestType<RemoteListParams, RemoteListResult, void>("remote/list");
+export const remoteTrustHost = new RequestType<RemoteTrustHostParams, RemoteMachine, void>("remote/trustHost");
+export const remoteSync = new RequestType<RemoteSyncParams, RemoteSyncResult, void>("remote/sync");
+export const remoteForward = new RequestType<RemoteForwardParams, RemoteMachine, void>("remote/forward");
+export const remoteUnforward = new RequestType<RemoteUnforwardParams, RemoteMachine, void>("remote/unforward");
+export const remoteAutostop = new RequestType<RemoteAutostopParams, RemoteAutostopInfo, void>("remote/autostop");
+export const remoteState = new NotificationType<RemoteMachine>("remote/state");
+
 // ---- errors --------------------------------------------------------------------------
 
 /** Application error kinds and their JSON-RPC codes (from -32000 down, clear of LSP's). */
@@ -842,6 +963,9 @@ export const ERROR_KINDS = {
   ProviderRequest: -32035,
   CheckpointFormat: -32040,
   UnsafePickle: -32041,
+  HostKeyUnknown: -32060,
+  HostKeyChanged: -32061,
+  RemoteUnavailable: -32062,
 } as const;
 
 export type ErrorKind = keyof typeof ERROR_KINDS;
@@ -901,6 +1025,7 @@ const KERNEL_INFO = shape<KernelInfo>({
   lastSeq: true,
   queue: true,
   idleTimeoutSeconds: true,
+  machine: true,
 });
 
 const KERNEL_REF = shape<KernelRef>({ kernelId: true });
@@ -935,6 +1060,7 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
       envFile: true,
       name: true,
       idleTimeoutSeconds: true,
+      machine: true,
     }),
     result: KERNEL_INFO,
   },
@@ -986,7 +1112,7 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
   },
   [checkpointInspect.method]: {
     kind: "request",
-    params: shape<CheckpointInspectParams>({ path: true, maxTensors: true }),
+    params: shape<CheckpointInspectParams>({ path: true, maxTensors: true, machine: true }),
     result: shape<CheckpointSummary>({
       path: true,
       format: true,
@@ -1248,7 +1374,7 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
   },
   [gpuWatch.method]: {
     kind: "request",
-    params: shape<GpuWatchParams>({ watcher: true, watching: true }),
+    params: shape<GpuWatchParams>({ watcher: true, watching: true, machine: true }),
     result: shape<GpuSnapshot>({
       machine: true,
       source: true,
@@ -1294,6 +1420,146 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
       message: true,
       intervalSeconds: true,
       sampling: true,
+    }),
+    result: null,
+  },
+  [remoteConnect.method]: {
+    kind: "request",
+    params: shape<RemoteConnectParams>({ provider: true, id: true, python: true, credentials: true }),
+    result: shape<RemoteMachine>({
+      machine: true,
+      name: true,
+      state: true,
+      message: true,
+      host: true,
+      agentVersion: true,
+      agentPython: true,
+      interpreters: true,
+      connectedAt: true,
+      reconnects: true,
+      latencyMs: true,
+      forwards: true,
+    }),
+  },
+  [remoteDisconnect.method]: {
+    kind: "request",
+    params: shape<RemoteRefParams>({ machine: true }),
+    result: shape<RemoteMachine>({
+      machine: true,
+      name: true,
+      state: true,
+      message: true,
+      host: true,
+      agentVersion: true,
+      agentPython: true,
+      interpreters: true,
+      connectedAt: true,
+      reconnects: true,
+      latencyMs: true,
+      forwards: true,
+    }),
+  },
+  [remoteList.method]: {
+    kind: "request",
+    params: shape<RemoteListParams>({}),
+    result: shape<RemoteListResult>({ machines: true }),
+  },
+  [remoteTrustHost.method]: {
+    kind: "request",
+    params: shape<RemoteTrustHostParams>({ machine: true, fingerprint: true }),
+    result: shape<RemoteMachine>({
+      machine: true,
+      name: true,
+      state: true,
+      message: true,
+      host: true,
+      agentVersion: true,
+      agentPython: true,
+      interpreters: true,
+      connectedAt: true,
+      reconnects: true,
+      latencyMs: true,
+      forwards: true,
+    }),
+  },
+  [remoteSync.method]: {
+    kind: "request",
+    params: shape<RemoteSyncParams>({ machine: true, localPath: true, remotePath: true, dryRun: true, maxBytes: true }),
+    result: shape<RemoteSyncResult>({
+      machine: true,
+      localPath: true,
+      remotePath: true,
+      method: true,
+      files: true,
+      bytes: true,
+      sample: true,
+      dryRun: true,
+      durationMs: true,
+    }),
+  },
+  [remoteForward.method]: {
+    kind: "request",
+    params: shape<RemoteForwardParams>({ machine: true, remotePort: true, localPort: true }),
+    result: shape<RemoteMachine>({
+      machine: true,
+      name: true,
+      state: true,
+      message: true,
+      host: true,
+      agentVersion: true,
+      agentPython: true,
+      interpreters: true,
+      connectedAt: true,
+      reconnects: true,
+      latencyMs: true,
+      forwards: true,
+    }),
+  },
+  [remoteUnforward.method]: {
+    kind: "request",
+    params: shape<RemoteUnforwardParams>({ machine: true, localPort: true }),
+    result: shape<RemoteMachine>({
+      machine: true,
+      name: true,
+      state: true,
+      message: true,
+      host: true,
+      agentVersion: true,
+      agentPython: true,
+      interpreters: true,
+      connectedAt: true,
+      reconnects: true,
+      latencyMs: true,
+      forwards: true,
+    }),
+  },
+  [remoteAutostop.method]: {
+    kind: "request",
+    params: shape<RemoteAutostopParams>({ machine: true, idleMinutes: true, gpuThreshold: true, command: true }),
+    result: shape<RemoteAutostopInfo>({
+      machine: true,
+      idleMinutes: true,
+      idleSince: true,
+      actAt: true,
+      reason: true,
+      running: true,
+    }),
+  },
+  [remoteState.method]: {
+    kind: "notification",
+    params: shape<RemoteMachine>({
+      machine: true,
+      name: true,
+      state: true,
+      message: true,
+      host: true,
+      agentVersion: true,
+      agentPython: true,
+      interpreters: true,
+      connectedAt: true,
+      reconnects: true,
+      latencyMs: true,
+      forwards: true,
     }),
     result: null,
   },

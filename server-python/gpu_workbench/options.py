@@ -23,6 +23,7 @@ class InitOptions:
     cellMarkers: Optional[List[str]] = None  # regexes that start a cell; None: the defaults
     vms: Optional[Dict[str, Any]] = None  # VM provider settings, passed through to vms.service
     gpu: Optional[Dict[str, Any]] = None  # GPU health settings, validated by gpu.sampler
+    remote: Optional[Dict[str, Any]] = None  # remote machines: {"knownHostsFile": path}
 
 
 def python_regex(source: str) -> str:
@@ -113,4 +114,9 @@ def parse_init_options(raw: Any) -> Tuple[InitOptions, List[str]]:
             options.gpu = dict(raw["gpu"])
         else:
             warnings.append("initializationOptions.gpu must be an object; using defaults")
+    if "remote" in raw and raw["remote"] is not None:
+        if isinstance(raw["remote"], dict):
+            options.remote = dict(raw["remote"])
+        else:
+            warnings.append("initializationOptions.remote must be an object; using defaults")
     return options, warnings

@@ -35,6 +35,9 @@ ERROR_KINDS: Dict[str, int] = {
     "ProviderRequest": -32035,  # the provider refused the request as invalid (bad type, region)
     "CheckpointFormat": -32040,
     "UnsafePickle": -32041,
+    "HostKeyUnknown": -32060,  # the machine's SSH host key is not in known_hosts yet: ask the user
+    "HostKeyChanged": -32061,  # it differs from known_hosts: never overridden from here
+    "RemoteUnavailable": -32062,  # cannot reach the machine, or its agent cannot run
 }
 
 
@@ -135,16 +138,20 @@ class KernelInfo:
     lastSeq: int  # last journal seq this backend has forwarded (or on disk, if not attached)
     queue: List[str]  # executionIds waiting behind the running one
     idleTimeoutSeconds: float
+    machine: Optional[str] = None  # "provider/id" for a kernel on a remote machine; None: here
 
 
 @dataclass
 class KernelStartParams:
-    python: Optional[str] = None  # default: the backend's own interpreter
+    python: Optional[str] = None  # default: the backend's own interpreter (on `machine`: python3)
     cwd: Optional[str] = None
     env: Optional[Dict[str, str]] = None  # wins over envFile, which wins over the backend's env
     envFile: Optional[str] = None  # relative paths are resolved against cwd
     name: Optional[str] = None
     idleTimeoutSeconds: Optional[float] = None  # 0 or absent: never
+    machine: Optional[str] = (
+        None  # "provider/id" of a connected machine (remote/connect); None: here
+    )
 
 
 @dataclass
@@ -273,6 +280,7 @@ class CellsParseResult:
 class CheckpointInspectParams:
     path: str  # a file, a *.index.json or a folder of shards
     maxTensors: Optional[int] = None  # cap on the tensors listed (totals still count all); 0: none
+    machine: Optional[str] = None  # read it on this connected machine (path is the machine's)
 
 
 @dataclass
@@ -796,6 +804,7 @@ class GpuStatusParams:
 class GpuWatchParams:
     watcher: str  # who watches, e.g. "statusBar", "panel"; sampling runs while any does
     watching: bool
+    machine: Optional[str] = None  # a connected machine's GPUs (sampled by its agent); None: here
 
 
 @dataclass
@@ -855,6 +864,127 @@ class GpuCheckReport:
     markdown: str  # the same report as Markdown, for export
 
 
+# ---- remote machines (remote/...) ----
+# A machine is a VM of the VM service ("provider/id") reached over OpenSSH with one
+# multiplexed master connection; the agent (this backend's own package, copied once per
+# version) runs there. Kernels, GPU sampling and checkpoint reading are forwarded to it.
+
+
+@dataclass
+class RemoteInterpreter:
+    path: str
+    version: str  # "3.10.12"
+    kind: str  # "system" | "conda" | "venv"
+    name: str  # "python3", a conda env's name, a venv's folder
+    hasTorch: Optional[bool]  # None: not checked
+
+
+@dataclass
+class RemoteForward:
+    remotePort: int
+    localPort: int
+
+
+@dataclass
+class RemoteMachine:
+    machine: str  # "provider/id"
+    name: str
+    state: str  # "connecting" | "connected" | "reconnecting" | "disconnected" | "failed"
+    message: Optional[str]  # why it is not connected, for people
+    host: str  # "user@host:port" or an ssh alias
+    agentVersion: Optional[str]
+    agentPython: Optional[str]
+    interpreters: List[RemoteInterpreter]
+    connectedAt: Optional[float]
+    reconnects: int  # times the link came back since remote/connect
+    latencyMs: Optional[float]  # last round trip to the agent
+    forwards: List[RemoteForward]
+
+
+@dataclass
+class RemoteConnectParams:
+    provider: str
+    id: str
+    python: Optional[str] = None  # the agent's interpreter on the machine (default python3)
+    credentials: Optional[Dict[str, Dict[str, str]]] = None  # to look the machine up
+
+
+@dataclass
+class RemoteRefParams:
+    machine: str
+
+
+@dataclass
+class RemoteListParams:
+    pass
+
+
+@dataclass
+class RemoteListResult:
+    machines: List[RemoteMachine]
+
+
+@dataclass
+class RemoteTrustHostParams:
+    machine: str
+    fingerprint: str  # the SHA256 fingerprint the user accepted (from HostKeyUnknown's data)
+
+
+@dataclass
+class RemoteSyncParams:
+    machine: str
+    localPath: str
+    remotePath: Optional[str] = None  # default ~/gpu-workbench/<folder name>
+    dryRun: Optional[bool] = None  # list what would be sent
+    maxBytes: Optional[int] = None  # refuse when more would be sent (default 500 MiB)
+
+
+@dataclass
+class RemoteSyncResult:
+    machine: str
+    localPath: str
+    remotePath: str
+    method: str  # "rsync" | "tar"
+    files: int  # sent (or that would be, dry run)
+    bytes: int
+    sample: List[str]  # up to 200 of the paths sent
+    dryRun: bool
+    durationMs: float
+
+
+@dataclass
+class RemoteForwardParams:
+    machine: str
+    remotePort: int
+    localPort: Optional[int] = None  # default: the same number when free, else any free port
+
+
+@dataclass
+class RemoteUnforwardParams:
+    machine: str
+    localPort: int
+
+
+@dataclass
+class RemoteAutostopParams:
+    machine: str
+    idleMinutes: int  # 0: off
+    gpuThreshold: Optional[float] = None  # default 10 (%)
+    command: Optional[str] = (
+        None  # the stop action on the machine (default: sudo -n shutdown -h now)
+    )
+
+
+@dataclass
+class RemoteAutostopInfo:
+    machine: str
+    idleMinutes: int
+    idleSince: Optional[float]
+    actAt: Optional[float]
+    reason: str
+    running: bool  # the watchdog process is alive on the machine
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     """One custom method: its name, kind and the dataclasses of its params and result."""
@@ -905,6 +1035,15 @@ METHODS: Dict[str, MethodInfo] = {
         MethodInfo("gpu/history", "request", GpuHistoryParams, GpuHistoryResult),
         MethodInfo("gpu/check", "request", GpuCheckParams, GpuCheckReport),
         MethodInfo("gpu/sample", "notification", GpuSnapshot, to_client=True),
+        MethodInfo("remote/connect", "request", RemoteConnectParams, RemoteMachine),
+        MethodInfo("remote/disconnect", "request", RemoteRefParams, RemoteMachine),
+        MethodInfo("remote/list", "request", RemoteListParams, RemoteListResult),
+        MethodInfo("remote/trustHost", "request", RemoteTrustHostParams, RemoteMachine),
+        MethodInfo("remote/sync", "request", RemoteSyncParams, RemoteSyncResult),
+        MethodInfo("remote/forward", "request", RemoteForwardParams, RemoteMachine),
+        MethodInfo("remote/unforward", "request", RemoteUnforwardParams, RemoteMachine),
+        MethodInfo("remote/autostop", "request", RemoteAutostopParams, RemoteAutostopInfo),
+        MethodInfo("remote/state", "notification", RemoteMachine, to_client=True),
     )
 }
 

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, Dict, List, Mapping, Optional, Sequence, Tuple
 from . import __version__
 from .cell_features import ParsedCells, code_lenses, document_symbols, folding_ranges, parsed_cells
 from .cells import MarkerError, parse_cells
+from .convert import to_json
 from .data_dir import ensure_data_directory, resolve_data_directory
 from .documents import DocumentStore, text_document_uri
 from .errors import (
@@ -46,19 +47,24 @@ from .protocol import (
     InitializeParams,
     KernelAttachParams,
     KernelExecuteParams,
-    KernelExecuteResult,
     KernelIdParams,
     KernelIdResult,
-    KernelInfo,
     KernelInputReplyParams,
     KernelInterruptParams,
-    KernelInterruptResult,
     KernelListParams,
     KernelListResult,
     KernelStartParams,
     KernelVariablesResult,
     PingParams,
     PingResult,
+    RemoteAutostopParams,
+    RemoteConnectParams,
+    RemoteForwardParams,
+    RemoteListParams,
+    RemoteRefParams,
+    RemoteSyncParams,
+    RemoteTrustHostParams,
+    RemoteUnforwardParams,
     SleepParams,
     SleepResult,
     StatusParams,
@@ -73,6 +79,7 @@ from .protocol import (
     VmRefParams,
     debug_methods_enabled,
 )
+from .remote.manager import RemoteManager, split_kernel_id
 from .rpc import Connection, PlainJson, RequestContext, Route, Router
 from .status import SERVER_NAME, build_status
 from .vms.base import CreateRequest
@@ -113,6 +120,7 @@ class Server(Router):
         self._kernels: Optional[KernelManager] = None
         self._vms: Optional[VmService] = None
         self._gpu: Optional[GpuMonitor] = None
+        self._remote_manager: Optional[RemoteManager] = None
         self.documents = DocumentStore()
         self._cell_markers: Optional[List[str]] = None  # None: cells.DEFAULT_MARKERS
         self._code_lens_refresh = False  # client capability workspace.codeLens.refreshSupport
@@ -175,6 +183,15 @@ class Server(Router):
             "gpu/watch": Route(self._gpu_watch, GpuWatchParams, slow=True),
             "gpu/history": Route(self._gpu_history, GpuHistoryParams),
             "gpu/check": Route(self._gpu_check, GpuCheckParams, slow=True),
+            # Remote machines (remote/manager.py); they run code, so only when trusted.
+            "remote/connect": Route(self._remote_connect, RemoteConnectParams, slow=True),
+            "remote/disconnect": Route(self._remote_disconnect, RemoteRefParams, slow=True),
+            "remote/list": Route(self._remote_list, RemoteListParams),
+            "remote/trustHost": Route(self._remote_trust_host, RemoteTrustHostParams, slow=True),
+            "remote/sync": Route(self._remote_sync, RemoteSyncParams, slow=True),
+            "remote/forward": Route(self._remote_forward, RemoteForwardParams, slow=True),
+            "remote/unforward": Route(self._remote_unforward, RemoteUnforwardParams, slow=True),
+            "remote/autostop": Route(self._remote_autostop, RemoteAutostopParams, slow=True),
         }
         # Notifications this server sends; advertised with the methods it serves.
         self._sends = sorted(name for name, info in METHODS.items() if info.to_client)
@@ -256,6 +273,13 @@ class Server(Router):
                 load_extra_providers(self._vms, extra)
             self._vms.start_watchdog()
         self._gpu = GpuMonitor(self._notify, self._environ, options.gpu)
+        self._remote_manager = RemoteManager(
+            self.data_directory,
+            self._find_vm,
+            self._notify,
+            options.remote,
+            ssh_config=lambda: self._vms.ssh_config_file() if self._vms is not None else None,
+        )
         if self._parent_watch is not None:
             self._parent_watch.watch_pid(init.processId)
         self._state = _RUNNING
@@ -289,6 +313,8 @@ class Server(Router):
             self._vms.close()
         if self._gpu is not None:
             self._gpu.close()
+        if self._remote_manager is not None:
+            self._remote_manager.close()
         checks = sys.modules.get("gpu_workbench.gpu.checks")
         if checks is not None:
             checks.kill_running()
@@ -360,6 +386,9 @@ class Server(Router):
         self.documents.did_close(params)
 
     def _did_change_configuration(self, ctx: RequestContext, params: Any) -> None:
+        found_remote, raw_remote = _setting(params, ("gpuWorkbench", "remote"))
+        if found_remote and isinstance(raw_remote, dict) and self._remote_manager is not None:
+            self._remote_manager.update_settings(raw_remote)
         found_gpu, raw_gpu = _setting(params, ("gpuWorkbench", "gpu"))
         if found_gpu and self._gpu is not None:
             self._gpu.update_settings(raw_gpu)
@@ -425,42 +454,139 @@ class Server(Router):
         assert self._kernels is not None  # set by initialize, which gates every method
         return self._kernels
 
-    def _kernel_start(self, ctx: RequestContext, params: KernelStartParams) -> KernelInfo:
+    # A kernel id "<remote id>@<provider>/<id>" lives on a connected machine: its calls go
+    # to the machine's agent (remote/manager.py). Remote kernels need trust like local ones.
+
+    def _remote(self) -> RemoteManager:
+        assert self._remote_manager is not None  # set by initialize
+        return self._remote_manager
+
+    def _remote_kernel(self, method: str, params: Any) -> Optional[PlainJson]:
+        if split_kernel_id(params.kernelId) is None:
+            return None
+        self._kernel_manager()  # the trust gate
+        return PlainJson(self._remote().kernel_call(method, to_json(params)))
+
+    def _kernel_start(self, ctx: RequestContext, params: KernelStartParams) -> Any:
+        if params.machine:
+            self._kernel_manager()
+            return PlainJson(self._remote().start_kernel(to_json(params)))
         return self._kernel_manager().start(params)
 
-    def _kernel_execute(
-        self, ctx: RequestContext, params: KernelExecuteParams
-    ) -> KernelExecuteResult:
-        return self._kernel_manager().execute(params)
+    def _kernel_execute(self, ctx: RequestContext, params: KernelExecuteParams) -> Any:
+        return self._remote_kernel("kernel/execute", params) or self._kernel_manager().execute(
+            params
+        )
 
-    def _kernel_interrupt(
-        self, ctx: RequestContext, params: KernelInterruptParams
-    ) -> KernelInterruptResult:
-        return self._kernel_manager().interrupt(params)
+    def _kernel_interrupt(self, ctx: RequestContext, params: KernelInterruptParams) -> Any:
+        return self._remote_kernel("kernel/interrupt", params) or self._kernel_manager().interrupt(
+            params
+        )
 
-    def _kernel_restart(self, ctx: RequestContext, params: KernelIdParams) -> KernelInfo:
-        return self._kernel_manager().restart(params.kernelId)
+    def _kernel_restart(self, ctx: RequestContext, params: KernelIdParams) -> Any:
+        return self._remote_kernel("kernel/restart", params) or self._kernel_manager().restart(
+            params.kernelId
+        )
 
-    def _kernel_shutdown(self, ctx: RequestContext, params: KernelIdParams) -> KernelIdResult:
+    def _kernel_shutdown(self, ctx: RequestContext, params: KernelIdParams) -> Any:
+        remote = self._remote_kernel("kernel/shutdown", params)
+        if remote is not None:
+            return remote
         self._kernel_manager().shutdown(params.kernelId)
         return KernelIdResult(kernelId=params.kernelId)
 
-    def _kernel_list(self, ctx: RequestContext, params: KernelListParams) -> KernelListResult:
-        return KernelListResult(kernels=self._kernel_manager().list())
+    def _kernel_list(self, ctx: RequestContext, params: KernelListParams) -> Any:
+        local = self._kernel_manager().list()
+        remote = self._remote().list_kernels()
+        if not remote:
+            return KernelListResult(kernels=local)
+        return PlainJson({"kernels": [to_json(k) for k in local] + remote})
 
-    def _kernel_attach(self, ctx: RequestContext, params: KernelAttachParams) -> KernelInfo:
-        return self._kernel_manager().attach(params)
+    def _kernel_attach(self, ctx: RequestContext, params: KernelAttachParams) -> Any:
+        return self._remote_kernel("kernel/attach", params) or self._kernel_manager().attach(params)
 
-    def _kernel_input_reply(
-        self, ctx: RequestContext, params: KernelInputReplyParams
-    ) -> EmptyResult:
+    def _kernel_input_reply(self, ctx: RequestContext, params: KernelInputReplyParams) -> Any:
+        remote = self._remote_kernel("kernel/inputReply", params)
+        if remote is not None:
+            return remote
         self._kernel_manager().input_reply(params.kernelId, params.executionId, params.value)
         return EmptyResult()
 
-    def _kernel_variables(
-        self, ctx: RequestContext, params: KernelIdParams
-    ) -> KernelVariablesResult:
+    def _kernel_variables(self, ctx: RequestContext, params: KernelIdParams) -> Any:
+        remote = self._remote_kernel("kernel/variables", params)
+        if remote is not None:
+            return remote
         return KernelVariablesResult(variables=self._kernel_manager().variables(params.kernelId))
+
+    # ---- remote machines ----
+
+    def _remote_trusted(self) -> RemoteManager:
+        if not self.trusted:
+            raise ApplicationError(
+                "Untrusted",
+                "Remote machines run code; they are off in an untrusted workspace",
+                hint="Trust the folder to connect to machines",
+            )
+        return self._remote()
+
+    def _remote_connect(self, ctx: RequestContext, params: RemoteConnectParams) -> PlainJson:
+        return PlainJson(
+            self._remote_trusted().connect(
+                params.provider,
+                params.id,
+                params.python,
+                params.credentials,
+                ctx.raise_if_cancelled,
+            )
+        )
+
+    def _remote_disconnect(self, ctx: RequestContext, params: RemoteRefParams) -> PlainJson:
+        return PlainJson(self._remote().disconnect(params.machine))
+
+    def _remote_list(self, ctx: RequestContext, params: RemoteListParams) -> PlainJson:
+        return PlainJson(self._remote().list())
+
+    def _remote_trust_host(self, ctx: RequestContext, params: RemoteTrustHostParams) -> PlainJson:
+        return PlainJson(self._remote_trusted().trust_host(params.machine, params.fingerprint))
+
+    def _remote_sync(self, ctx: RequestContext, params: RemoteSyncParams) -> PlainJson:
+        manager = self._remote_trusted()
+        if params.maxBytes is not None and params.maxBytes <= 0:
+            raise RpcError(INVALID_PARAMS, "Invalid params: params.maxBytes must be > 0")
+        with checkpoint_progress(ctx, "Syncing to %s" % params.machine) as progress:
+            return PlainJson(
+                manager.sync(
+                    params.machine,
+                    local_path=params.localPath,
+                    remote_path=params.remotePath,
+                    dry_run=params.dryRun is True,
+                    max_bytes=params.maxBytes or 500 * 1024 * 1024,
+                    progress=progress.fraction,
+                    cancelled=lambda: ctx.is_cancelled,
+                )
+            )
+
+    def _remote_forward(self, ctx: RequestContext, params: RemoteForwardParams) -> PlainJson:
+        if not 1 <= params.remotePort <= 65535 or not 0 <= (params.localPort or 0) <= 65535:
+            raise RpcError(INVALID_PARAMS, "Invalid params: ports must be 1 to 65535")
+        return PlainJson(
+            self._remote_trusted().forward(params.machine, params.remotePort, params.localPort)
+        )
+
+    def _remote_unforward(self, ctx: RequestContext, params: RemoteUnforwardParams) -> PlainJson:
+        return PlainJson(self._remote().unforward(params.machine, params.localPort))
+
+    def _remote_autostop(self, ctx: RequestContext, params: RemoteAutostopParams) -> PlainJson:
+        if params.idleMinutes < 0:
+            raise RpcError(INVALID_PARAMS, "Invalid params: params.idleMinutes must be >= 0")
+        return PlainJson(
+            self._remote_trusted().autostop(
+                params.machine, params.idleMinutes, params.gpuThreshold, params.command
+            )
+        )
+
+    def _find_vm(self, provider: str, vm_id: str, credentials: Dict[str, Dict[str, str]]) -> Any:
+        return self._vm_service().find(provider, vm_id, credentials)
 
     # ---- VMs (results are plain JSON built by the provider records' to_json) ----
 
@@ -561,6 +687,10 @@ class Server(Router):
         watcher = params.watcher.strip()
         if not watcher:
             raise RpcError(INVALID_PARAMS, "Invalid params: params.watcher must not be empty")
+        if params.machine:
+            return PlainJson(
+                self._remote().gpu_watch(params.machine, watcher[:100], params.watching)
+            )
         return PlainJson(self._gpu_monitor().watch(watcher[:100], params.watching))
 
     def _gpu_history(self, ctx: RequestContext, params: GpuHistoryParams) -> PlainJson:
@@ -609,6 +739,12 @@ class Server(Router):
         self, ctx: RequestContext, params: CheckpointInspectParams
     ) -> PlainJson:
         from .checkpoints import readers
+
+        if params.machine:  # read on the machine; only the summary crosses the link
+            forwarded: Dict[str, Any] = {"path": params.path, "maxTensors": params.maxTensors}
+            return PlainJson(
+                self._remote_trusted().agent_call(params.machine, "checkpoint/inspect", forwarded)
+            )
 
         with checkpoint_progress(ctx, "Inspecting checkpoint") as progress:
             progress.report(message=os.path.basename(params.path))

@@ -4,6 +4,7 @@
  * crashes within a budget, and serializes manual restarts.
  */
 import { type ChildProcess, spawn } from "node:child_process";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
 import * as vscode from "vscode";
@@ -183,6 +184,7 @@ export class BackendManager implements vscode.Disposable {
         cellMarkers: this.config.cellMarkers,
         vms: vmInitOptions(),
         gpu: gpuInitOptions(),
+        remote: { knownHostsFile: remoteKnownHostsFile() },
         ...(this.config.dataDirectory ? { dataDirectory: this.config.dataDirectory } : {}),
       }),
       errorHandler: {
@@ -276,6 +278,12 @@ export class BackendManager implements vscode.Disposable {
       if (choice === "Restart Backend") void this.restart();
     });
   }
+}
+
+/** gpuWorkbench.remote.knownHostsFile ("" = the backend uses ~/.ssh/known_hosts). */
+function remoteKnownHostsFile(): string {
+  const v = vscode.workspace.getConfiguration("gpuWorkbench.remote").get<unknown>("knownHostsFile", "");
+  return typeof v === "string" ? v.trim().replace(/^~(?=$|\/)/, os.homedir()) : "";
 }
 
 function backendLogLevel(level: vscode.LogLevel): proto.InitializationOptions["logLevel"] {

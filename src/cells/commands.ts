@@ -5,6 +5,8 @@
 import * as vscode from "vscode";
 import { registerReporting } from "../commands";
 import type { Ctx } from "../ctx";
+import { bindDocument, connectForTarget, remoteTargetItems, type TargetPick } from "../remote/commands";
+import { remoteTarget } from "../remote/format";
 import type { CellIndex } from "./cellIndex";
 import type { CellRunner } from "./runner";
 
@@ -105,14 +107,30 @@ async function goTo(index: CellIndex, step: 1 | -1): Promise<void> {
   if (next) moveTo(editor, next.codeStartLine);
 }
 
-/** Kernel target: the local interpreter (fresh kernel) or an existing kernel to attach to. */
-async function selectKernelTarget(ctx: Ctx, args: unknown[]): Promise<void> {
+/**
+ * Kernel target: the local interpreter (fresh kernel), an existing kernel to attach to, or
+ * an interpreter of a connected machine ("Remote: <machine> / <python>", or "Connect to a
+ * machine…" first). A remote choice binds the document (persisted) and starts its kernel
+ * there. `args[1]`, a target string, skips the pick (tests, other commands).
+ */
+async function selectKernelTarget(ctx: Ctx, args: unknown[]): Promise<string | undefined> {
   const editor = vscode.window.activeTextEditor;
-  const uri = args[0] instanceof vscode.Uri ? args[0] : editor?.document.uri;
-  if (!uri) return;
+  const notebook = vscode.window.activeNotebookEditor;
+  const uri =
+    args[0] instanceof vscode.Uri
+      ? args[0]
+      : typeof args[0] === "string"
+        ? vscode.Uri.parse(args[0])
+        : (notebook?.notebook.uri ?? editor?.document.uri);
+  if (!uri) return undefined;
+  if (typeof args[1] === "string" && args[1]) {
+    const kernelId = await bindDocument(ctx, uri, args[1]);
+    return kernelId;
+  }
   const current = ctx.bindings.kernelFor(uri);
+  const currentTarget = ctx.bindings.targetFor(uri);
   const python = ctx.config.kernelPythonPath || ctx.backend.interpreter?.executable || "python3";
-  type Pick = vscode.QuickPickItem & { kernelId?: string; fresh?: boolean };
+  type Pick = TargetPick & { kernelId?: string; fresh?: boolean };
   const items: Pick[] = [
     {
       label: `$(vm) Local: ${python}`,
@@ -121,6 +139,7 @@ async function selectKernelTarget(ctx: Ctx, args: unknown[]): Promise<void> {
       fresh: true,
     },
   ];
+  items.push(...remoteTargetItems(ctx, currentTarget));
   const running = (await ctx.kernels.list()).filter((k) => k.state !== "dead" && k.state !== "exited");
   if (running.length) items.push({ label: "Running kernels", kind: vscode.QuickPickItemKind.Separator });
   for (const k of running) {
@@ -132,12 +151,17 @@ async function selectKernelTarget(ctx: Ctx, args: unknown[]): Promise<void> {
     });
   }
   const pick = await vscode.window.showQuickPick(items, { title: "Kernel target for this file" });
-  if (!pick) return;
+  if (!pick) return undefined;
   if (pick.kernelId) {
     await ctx.kernels.attach(pick.kernelId, ctx.kernels.lastSeq(pick.kernelId) ?? 0);
-    await ctx.bindings.bind(uri, pick.kernelId);
-  } else if (pick.fresh) {
-    await ctx.bindings.unbind(uri);
-    await ctx.bindings.ensureKernel(uri);
+    const k = (await ctx.kernels.list()).find((x) => x.kernelId === pick.kernelId);
+    await ctx.bindings.bind(uri, pick.kernelId, k?.machine ? remoteTarget(k.machine, k.python) : "local");
+    return pick.kernelId;
   }
+  if (pick.fresh) {
+    await ctx.bindings.unbind(uri);
+    return ctx.bindings.ensureKernel(uri);
+  }
+  const target = pick.connect ? await connectForTarget(ctx) : pick.target;
+  return target ? bindDocument(ctx, uri, target) : undefined;
 }

@@ -5,6 +5,8 @@
  */
 import * as vscode from "vscode";
 import type { Ctx } from "../ctx";
+import { parseTarget } from "../remote/format";
+import { remoteOf } from "../remote/model";
 import type { CellIndex } from "./cellIndex";
 
 export class KernelTargetItem implements vscode.Disposable {
@@ -64,11 +66,21 @@ export class KernelTargetItem implements vscode.Disposable {
     const mine = this.ctx.executions.all().filter((r) => r.kernelId === kernelId);
     const busy = !!kernelId && mine.some((r) => r.status === "running" || r.status === "queued");
     void vscode.commands.executeCommand("setContext", "gpuWorkbench.kernelBusy", busy);
-    const python = this.ctx.config.kernelPythonPath || this.ctx.backend.interpreter?.version;
     const state = !kernelId ? "no kernel yet" : busy ? "busy" : "idle";
-    this.item.text = `$(${busy ? "loading~spin" : "server-environment"}) Local${python ? ` · Python ${python}` : ""}`;
-    this.item.tooltip = `Kernel target: this machine (${state})${kernelId ? `\nKernel ${kernelId}` : ""}\nClick to switch.`;
-    this.item.accessibilityInformation = { label: `GPU Workbench kernel: Local, ${state}` };
+    const target = parseTarget(this.ctx.bindings.targetFor(uri));
+    const icon = busy ? "loading~spin" : target.kind === "remote" ? "remote" : "server-environment";
+    if (target.kind === "remote") {
+      const name = remoteOf(this.ctx).nameOf(target.machine);
+      const python = target.python ? target.python.split("/").pop() : "";
+      this.item.text = `$(${icon}) ${name}${python ? ` · ${python}` : ""}`;
+      this.item.tooltip = `Kernel target: ${name} (${target.machine}), ${target.python || "the agent's Python"} (${state})${kernelId ? `\nKernel ${kernelId}` : ""}\nClick to switch.`;
+      this.item.accessibilityInformation = { label: `GPU Workbench kernel: ${name}, ${state}` };
+    } else {
+      const python = this.ctx.config.kernelPythonPath || this.ctx.backend.interpreter?.version;
+      this.item.text = `$(${icon}) Local${python ? ` · Python ${python}` : ""}`;
+      this.item.tooltip = `Kernel target: this machine (${state})${kernelId ? `\nKernel ${kernelId}` : ""}\nClick to switch.`;
+      this.item.accessibilityInformation = { label: `GPU Workbench kernel: Local, ${state}` };
+    }
     this.item.show();
   }
 

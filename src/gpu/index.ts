@@ -5,6 +5,7 @@
 import * as vscode from "vscode";
 import { registerReporting } from "../commands";
 import type { Ctx } from "../ctx";
+import type { GpuSnapshots } from "../vms/tree";
 import { exportCheck, exportText, GpuCheckPanel, registerCheckSerializer } from "./checkReport";
 import { GpuMonitor } from "./monitor";
 import { GpuPanel, registerPanelSerializer } from "./panel";
@@ -14,7 +15,8 @@ import { GPU_TEST_COMMANDS } from "./testCommands";
 export { GPU_TEST_COMMANDS };
 
 /** Entry point of this area, called once from activate(). */
-export function activateGpu(ctx: Ctx): void {
+/** Activate GPU health; returns the GPU rows the GPU Machines tree shows under this machine. */
+export function activateGpu(ctx: Ctx): GpuSnapshots {
   const monitor = new GpuMonitor(ctx);
   ctx.subscriptions.push(monitor);
   const status = new GpuStatusItem(ctx, monitor);
@@ -42,4 +44,9 @@ export function activateGpu(ctx: Ctx): void {
     vscode.commands.registerCommand(GPU_TEST_COMMANDS.cancelCheck, () => GpuCheckPanel.cancel()),
     vscode.commands.registerCommand(GPU_TEST_COMMANDS.exportText, () => exportText(GpuCheckPanel.lastView)),
   );
+  return {
+    onDidChange: monitor.onDidChange,
+    // The sampler reads this machine; VMs' GPUs arrive with their agent (remote execution).
+    snapshotOf: (vm) => (vm.provider === "local" && monitor.snapshot?.source !== "none" ? monitor.snapshot : undefined),
+  };
 }

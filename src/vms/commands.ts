@@ -6,6 +6,8 @@ import * as path from "node:path";
 import * as vscode from "vscode";
 import type { Ctx } from "../ctx";
 import * as proto from "../protocol";
+import { activeDocument, useMachineForActiveDocument } from "../remote/commands";
+import { canConnect } from "../remote/model";
 import { callVm, reportVmError } from "./calls";
 import { describeVm, money, rate, sshAlias, sshArgs, vmKey } from "./format";
 import type { VmModel } from "./model";
@@ -433,16 +435,33 @@ export class VmCommands {
     return this.ctx.extension.globalState.get<{ key: string }>(KERNEL_TARGET_KEY)?.key;
   }
 
+  /**
+   * The machine the status bar follows, and, for a running machine with SSH, the active
+   * document's kernel target: connect (asking about the host key once), choose one of its
+   * interpreters, bind the document and start its kernel there.
+   */
   async setKernelTarget(arg: unknown): Promise<string | undefined> {
     const vm = await this.vmOf(arg, "Use as kernel target");
     if (!vm) return undefined;
     const key = vmKey(vm);
     const same = this.kernelTarget() === key;
+    const doc = activeDocument();
+    if (canConnect(vm)) {
+      const target = await useMachineForActiveDocument(this.ctx, vm);
+      if (!target) return undefined;
+      await this.ctx.extension.globalState.update(KERNEL_TARGET_KEY, { key, name: vm.name });
+      void vscode.window.showInformationMessage(
+        doc
+          ? `${doc.path.split("/").pop()} now runs on ${vm.name}.`
+          : `Connected to ${vm.name}. Open a Python file or notebook and choose it with "Select Kernel Target…".`,
+      );
+      return key;
+    }
     await this.ctx.extension.globalState.update(KERNEL_TARGET_KEY, same ? undefined : { key, name: vm.name });
     void vscode.window.showInformationMessage(
       same
         ? `${vm.name} is no longer the kernel target.`
-        : `${vm.name} is now the kernel target. Running kernels on machines arrives in a later release; until then cells still run locally, and the status bar follows this machine's cost.`,
+        : `${vm.name} is now the kernel target for the status bar's cost. Start it (with an SSH address) to run kernels on it.`,
     );
     return same ? undefined : key;
   }

@@ -13,17 +13,17 @@ import { redactor } from "./redact";
 import { ManagedSshConfig } from "./sshConfig";
 import { costsMoney, VmStatus } from "./status";
 import { VM_TEST_COMMANDS } from "./testCommands";
-import { VMS_VIEW_ID, VmTreeProvider } from "./tree";
+import { type GpuSnapshots, VMS_VIEW_ID, VmTreeProvider } from "./tree";
 
 export { VM_TEST_COMMANDS };
 
-export function activateVms(ctx: Ctx): void {
+export function activateVms(ctx: Ctx, gpus?: GpuSnapshots): void {
   const creds = new CredentialStore(ctx.extension.secrets);
   const model = new VmModel(ctx, creds);
   const ssh = new ManagedSshConfig(ctx.extension);
   const cmds = new VmCommands(ctx, model, ssh);
   const target = () => cmds.kernelTarget();
-  const tree = new VmTreeProvider(model, target);
+  const tree = new VmTreeProvider(model, target, gpus);
   const view = vscode.window.createTreeView(VMS_VIEW_ID, { treeDataProvider: tree, showCollapseAll: false });
   const status = new VmStatus(ctx, model, target);
   const refreshTitle = () => {

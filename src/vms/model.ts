@@ -6,6 +6,7 @@
 import * as vscode from "vscode";
 import type { Ctx } from "../ctx";
 import * as proto from "../protocol";
+import { type RemoteModel, remoteOf } from "../remote/model";
 import { callVm } from "./calls";
 import type { CredentialStore } from "./credentials";
 import { vmKey } from "./format";
@@ -26,11 +27,15 @@ export class VmModel implements vscode.Disposable {
   private timer: NodeJS.Timeout | undefined;
   private viewVisible = false;
   private readonly subs: vscode.Disposable[] = [this.changed];
+  /** Connections to these machines (remote execution); the remote flows list machines here. */
+  readonly remote: RemoteModel;
 
   constructor(
     private readonly ctx: Ctx,
     readonly creds: CredentialStore,
   ) {
+    this.remote = remoteOf(ctx);
+    this.remote.vms = this;
     this.subs.push(
       ctx.backend.onDidChangeState((s) => s === "ready" && void this.refresh()),
       vscode.workspace.onDidChangeConfiguration((e) => {

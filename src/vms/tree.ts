@@ -4,7 +4,10 @@
  * "type · GPU · region · $/h · uptime · $accrued".
  */
 import * as vscode from "vscode";
+import { celsius, memory, percent } from "../gpu/format";
 import type * as proto from "../protocol";
+import { autostopText, forwardText, interpreterText, stateIconOf, stateText } from "../remote/format";
+import { canConnect } from "../remote/model";
 import { describeVm, duration, gpuText, money, rate, stateIcon, uptimeSeconds, vmKey } from "./format";
 import type { VmModel } from "./model";
 
@@ -13,6 +16,8 @@ export const VMS_VIEW_ID = "gpuWorkbench.machines";
 export type VmNode =
   | { kind: "provider"; provider: proto.VmProviderInfo }
   | { kind: "vm"; vm: proto.VmInfo }
+  | { kind: "gpu"; vm: proto.VmInfo; gpu: proto.GpuInfo }
+  | { kind: "forward"; vm: proto.VmInfo; forward: proto.RemoteForward }
   | { kind: "info"; provider: string; label: string; detail: string; action?: "credentials" | "logs" | "create" };
 
 /** One row as plain data, for the hidden test command. */
@@ -29,17 +34,43 @@ export interface VmTreeRow {
   state?: string;
 }
 
+/** Where the tree reads the GPUs of a machine (this machine's from the GPU sampler). */
+export interface GpuSnapshots {
+  readonly onDidChange: vscode.Event<unknown>;
+  snapshotOf(vm: proto.VmInfo): proto.GpuSnapshot | undefined;
+}
+
 export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.Disposable {
   private readonly changed = new vscode.EventEmitter<VmNode | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   private readonly sub: vscode.Disposable;
   private nodes = new Map<string, VmNode>();
+  private readonly gpuSub: vscode.Disposable | undefined;
+  private gpuKey = new Map<string, string>();
+  private readonly remoteSub: vscode.Disposable;
 
   constructor(
     private readonly model: VmModel,
     private readonly kernelTarget: () => string | undefined,
+    private readonly gpus?: GpuSnapshots,
   ) {
     this.sub = model.onDidChange(() => this.changed.fire(undefined));
+    // A connection's state or forwards changed: its row (and children) change with it.
+    this.remoteSub = model.remote.onDidChange(() => this.changed.fire(undefined));
+    // Refresh a machine's row only when what its GPU rows show changes (not every sample).
+    this.gpuSub = gpus?.onDidChange(() => {
+      for (const vm of this.model.vms) {
+        const snap = gpus.snapshotOf(vm);
+        if (!snap) continue;
+        const key = snap.gpus.map((g) => gpuRowText(g).join("|")).join("\n");
+        if (this.gpuKey.get(vmKey(vm)) === key) continue;
+        const had = this.gpuKey.has(vmKey(vm));
+        this.gpuKey.set(vmKey(vm), key);
+        const node = this.nodes.get(`vm:${vmKey(vm)}`);
+        // A machine that gains its first GPU rows changes its collapsible state: refresh all.
+        this.changed.fire(had && node ? node : undefined);
+      }
+    });
   }
 
   refreshView(): void {
@@ -53,6 +84,7 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
 
   getParent(node: VmNode): VmNode | undefined {
     if (node.kind === "provider") return undefined;
+    if (node.kind === "gpu" || node.kind === "forward") return this.nodes.get(`vm:${vmKey(node.vm)}`);
     const p = node.kind === "vm" ? node.vm.provider : node.provider;
     return this.nodes.get(`provider:${p}`);
   }
@@ -73,6 +105,7 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
       }
       return this.model.providers.map((p) => this.remember({ kind: "provider", provider: p }));
     }
+    if (node.kind === "vm") return [...this.gpuNodes(node.vm), ...this.forwardNodes(node.vm)];
     if (node.kind !== "provider") return [];
     const p = node.provider;
     const out: VmNode[] = [];
@@ -110,6 +143,18 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
     return out;
   }
 
+  private gpuNodes(vm: proto.VmInfo): VmNode[] {
+    const snap = vm.state === "running" ? this.gpus?.snapshotOf(vm) : undefined;
+    return (snap?.gpus ?? []).map((gpu) => ({ kind: "gpu", vm, gpu }));
+  }
+
+  /** Ports forwarded from a connected machine: "localhost:6006 → 6006". */
+  private forwardNodes(vm: proto.VmInfo): VmNode[] {
+    const r = this.model.remote.get(vmKey(vm));
+    if (!r || r.state === "disconnected" || r.state === "failed") return [];
+    return r.forwards.map((forward) => ({ kind: "forward", vm, forward }));
+  }
+
   private remember(n: VmNode): VmNode {
     const key = n.kind === "provider" ? `provider:${n.provider.name}` : n.kind === "vm" ? `vm:${vmKey(n.vm)}` : "";
     if (key) this.nodes.set(key, n);
@@ -119,6 +164,8 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
   getTreeItem(node: VmNode): vscode.TreeItem {
     if (node.kind === "provider") return this.providerItem(node.provider);
     if (node.kind === "vm") return this.vmItem(node.vm);
+    if (node.kind === "gpu") return gpuItem(node.gpu);
+    if (node.kind === "forward") return forwardItem(node.vm, node.forward);
     const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
     item.tooltip = node.detail;
     item.description = node.action === "credentials" ? "" : node.detail;
@@ -165,13 +212,27 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
   }
 
   private vmItem(vm: proto.VmInfo): vscode.TreeItem {
-    const item = new vscode.TreeItem(vm.name || vm.id, vscode.TreeItemCollapsibleState.None);
+    const expandable = this.gpuNodes(vm).length + this.forwardNodes(vm).length > 0;
+    const item = new vscode.TreeItem(
+      vm.name || vm.id,
+      expandable ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
+    );
     item.id = `vm:${vmKey(vm)}`;
-    const icon = stateIcon(vm.state);
+    const link = this.model.remote.get(vmKey(vm));
+    // The connection's state wins over the machine's once there is one to show.
+    const linkShown = link && link.state !== "disconnected" ? link : undefined;
+    const icon = linkShown ? stateIconOf(linkShown.state) : stateIcon(vm.state);
     item.iconPath = new vscode.ThemeIcon(icon.id, icon.color ? new vscode.ThemeColor(icon.color) : undefined);
     const target = this.kernelTarget() === vmKey(vm);
-    item.description = describeVm(vm) + (target ? " · kernel target" : "");
+    item.description =
+      (linkShown ? `${stateText(linkShown.state)} · ` : "") + describeVm(vm) + (target ? " · kernel target" : "");
     item.tooltip = vmTooltip(vm, target);
+    if (link)
+      appendRemote(item.tooltip, link, this.model.remote.autostop(vmKey(vm)), this.model.remote.errors.get(vmKey(vm)));
+    else {
+      const err = this.model.remote.errors.get(vmKey(vm));
+      if (err) item.tooltip.appendMarkdown(`\n**Connection failed:** ${escapeMd(err)}\n`);
+    }
     // contextValue lists what can be done, for menus' `when` clauses (viewItem =~ /\.start\b/).
     const can = (c: string) => vm.capabilities.includes(c);
     const acts = ["gpuWorkbench.vm", vm.state];
@@ -180,6 +241,11 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
     if (can("terminate") && vm.state !== "terminated") acts.push("terminate");
     if (vm.ssh && vm.state === "running") acts.push("ssh");
     if (vm.address || vm.ssh) acts.push("address");
+    // Remote execution: connect a running machine with an SSH target; disconnect a linked one.
+    const linked = !!link && link.state !== "disconnected" && link.state !== "failed";
+    if (canConnect(vm) && !linked) acts.push("connect");
+    if (linked) acts.push("disconnect");
+    if (link?.state === "connected") acts.push("connected");
     item.contextValue = acts.join(".");
     item.accessibilityInformation = { label: `${item.label}, ${vm.state}, ${item.description}` };
     return item;
@@ -201,7 +267,7 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
           tooltip,
           icon,
           contextValue: item.contextValue ?? "",
-          provider: n.kind === "provider" ? n.provider.name : n.kind === "vm" ? n.vm.provider : n.provider,
+          provider: n.kind === "provider" ? n.provider.name : n.kind === "info" ? n.provider : n.vm.provider,
           ...(n.kind === "vm" ? { id: n.vm.id, state: n.vm.state } : {}),
         });
         walk(this.getChildren(n), depth + 1);
@@ -213,8 +279,71 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
 
   dispose(): void {
     this.sub.dispose();
+    this.gpuSub?.dispose();
+    this.remoteSub.dispose();
     this.changed.dispose();
   }
+}
+
+/** A GPU row: "GPU 0 · NVIDIA H100 80GB HBM3" and "87% · 61/80 GiB · 71°C". */
+export function gpuRowText(gpu: proto.GpuInfo): [string, string] {
+  const label = `GPU ${gpu.index} · ${gpu.name || "unknown"}`;
+  if (gpu.lost) return [label, "lost (fallen off the bus)"];
+  return [
+    label,
+    [percent(gpu.utilization), memory(gpu.memoryUsed, gpu.memoryTotal), celsius(gpu.temperature)].join(" · "),
+  ];
+}
+
+function gpuItem(gpu: proto.GpuInfo): vscode.TreeItem {
+  const [label, description] = gpuRowText(gpu);
+  const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.None);
+  item.description = description;
+  const color =
+    gpu.verdict === "critical"
+      ? "errorForeground"
+      : gpu.verdict === "warn"
+        ? "problemsWarningIcon.foreground"
+        : undefined;
+  item.iconPath = new vscode.ThemeIcon("circuit-board", color ? new vscode.ThemeColor(color) : undefined);
+  const md = new vscode.MarkdownString(`**${escapeMd(label)}** — ${gpu.verdict}\n\n${escapeMd(description)}`);
+  for (const r of gpu.reasons)
+    md.appendMarkdown(`\n\n${r.severity === "critical" ? "⛔" : "⚠"} ${escapeMd(r.message)}`);
+  item.tooltip = md;
+  item.contextValue = "gpuWorkbench.gpu";
+  item.command = { command: "gpuWorkbench.showGpuPanel", title: "Show GPU Panel" };
+  return item;
+}
+
+/** A forwarded port: click opens it in the browser; "Stop Forwarding" in its context menu. */
+function forwardItem(vm: proto.VmInfo, f: proto.RemoteForward): vscode.TreeItem {
+  const item = new vscode.TreeItem(forwardText(f), vscode.TreeItemCollapsibleState.None);
+  item.id = `forward:${vmKey(vm)}:${f.localPort}`;
+  item.description = "forwarded port";
+  item.iconPath = new vscode.ThemeIcon("plug");
+  item.tooltip = `Port ${f.remotePort} of ${vm.name || vm.id} on http://localhost:${f.localPort}/ (click to open)`;
+  item.contextValue = "gpuWorkbench.forward";
+  item.command = { command: "gpuWorkbench.remote.openForward", title: "Open in Browser", arguments: [f.localPort] };
+  return item;
+}
+
+/** The connection's part of a machine's tooltip: state, message, agent, Pythons, autostop. */
+function appendRemote(
+  md: vscode.MarkdownString,
+  r: proto.RemoteMachine,
+  auto: proto.RemoteAutostopInfo | undefined,
+  error: string | undefined,
+): void {
+  md.appendMarkdown(`\n**Connection:** ${escapeMd(stateText(r.state))}  \n`);
+  if (r.message) md.appendMarkdown(`${escapeMd(r.message)}  \n`);
+  if (error && r.state !== "connected") md.appendMarkdown(`Last error: ${escapeMd(error)}  \n`);
+  if (r.host) md.appendMarkdown(`Host: ${escapeMd(r.host)}  \n`);
+  if (r.agentVersion) md.appendMarkdown(`Agent: ${escapeMd(r.agentVersion)}  \n`);
+  if (r.latencyMs != null) md.appendMarkdown(`Round trip: ${r.latencyMs.toFixed(1)} ms  \n`);
+  if (r.reconnects) md.appendMarkdown(`Reconnects: ${r.reconnects}  \n`);
+  for (const i of r.interpreters) md.appendMarkdown(`Python: ${escapeMd(interpreterText(i))}  \n`);
+  const a = autostopText(auto);
+  if (a) md.appendMarkdown(`Autostop: ${escapeMd(a)}  \n`);
 }
 
 function vmTooltip(vm: proto.VmInfo, target: boolean): vscode.MarkdownString {

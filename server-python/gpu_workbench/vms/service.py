@@ -642,6 +642,29 @@ class VmService:
             vm = self._operate(provider, operation, vm_id, creds, check)
             return vm.to_json()
 
+    def ssh_config_file(self) -> Optional[str]:
+        """The ssh config the SSH-hosts provider reads (its aliases resolve only with it)."""
+        with self._lock:
+            section = provider_settings(self._settings, "ssh", self._environ, self.trusted)
+        value = section.get("configFile")
+        return os.path.expanduser(str(value)) if value else None
+
+    def find(self, name: str, vm_id: str, credentials: Credentials) -> Vm:
+        """The latest record of one VM (refreshed from its provider); NotFound when gone."""
+        with _CallGuard("find %s/%s" % (name, vm_id), credentials):
+            provider = self.provider(name)
+            creds = self._credentials(credentials, name) or self._watch_credentials_for(name)
+            try:
+                vm = provider.refresh(creds, vm_id)
+            except RpcError:
+                with self._lock:
+                    known = self._known.get("%s/%s" % (name, vm_id))
+                if known is None:
+                    raise
+                return known  # the provider cannot answer now: the last record will do
+            self._observe(vm, self.now())
+            return vm
+
     def _operate(
         self,
         provider: Provider,

@@ -3,9 +3,10 @@
 Nothing here creates, starts or stops a machine, and the user's SSH config is only read,
 never written. A host's state is its reachability: a TCP connect to host:port with a short
 timeout, then (when something answers) `ssh -o BatchMode=yes -o ConnectTimeout=5
--o StrictHostKeyChecking=accept-new <alias> true` under a timeout. "running" means ssh
-works; anything else is "unknown" with a detail ("unreachable: connection refused",
-"ssh authentication failed", ...). Hosts are checked in parallel threads under an overall
+-o StrictHostKeyChecking=yes <alias> true` under a timeout. "running" means ssh works;
+anything else is "unknown" with a detail ("unreachable: connection refused", "ssh
+authentication failed", "host key not trusted yet: connect to check it", ...). Listing never
+trusts a host key: a new key is shown to the user (with its fingerprint) when they connect. Hosts are checked in parallel threads under an overall
 deadline; when ssh works, `nvidia-smi --query-gpu=name --format=csv,noheader` is run over
 the same kind of ssh call (short timeout, optional) for the GPU model and count.
 
@@ -407,8 +408,10 @@ def classify_ssh_failure(stderr: str) -> str:
     low = stderr.lower()
     if "permission denied" in low or "too many authentication failures" in low:
         return "ssh authentication failed"
-    if "host key verification failed" in low or "identification has changed" in low:
-        return "ssh host key verification failed"
+    if "identification has changed" in low:
+        return "ssh host key changed: check with the provider, then fix known_hosts"
+    if "host key verification failed" in low:
+        return "host key not trusted yet: connect to check it"
     if "connection refused" in low:
         return "unreachable: connection refused"
     if "timed out" in low:
@@ -568,7 +571,7 @@ class SshProvider(Provider):
             "-o",
             "ConnectTimeout=%d" % max(1, round(connect)),
             "-o",
-            "StrictHostKeyChecking=accept-new",
+            "StrictHostKeyChecking=yes",
         ]
         if self.settings.get("configFile"):
             args += ["-F", self._config_path()]
@@ -578,6 +581,8 @@ class SshProvider(Provider):
             args += ["-p", str(host.port)]
             if host.user:
                 args += ["-l", host.user]
+            if host.identity_file:
+                args += ["-i", host.identity_file, "-o", "IdentitiesOnly=yes"]
             args += ["--", host.hostname, remote]
         return args
 

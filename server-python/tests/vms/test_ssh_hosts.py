@@ -270,7 +270,7 @@ def test_fake_ssh_running_with_gpus_and_arguments(tmp_path: Path) -> None:
         assert (vm.gpu_model, vm.gpu_count) == ("NVIDIA A10G", 1)
         calls = log.read_text().splitlines()
         assert calls[0].startswith("-o BatchMode=yes -o ConnectTimeout=5")
-        assert "-o StrictHostKeyChecking=accept-new" in calls[0]
+        assert "-o StrictHostKeyChecking=yes" in calls[0]  # listing never trusts a new key
         assert calls[0].endswith("-F %s -- h1 true" % (tmp_path / "config"))
         assert "nvidia-smi --query-gpu=name --format=csv,noheader" in calls[1]
     finally:
@@ -281,7 +281,7 @@ def test_fake_ssh_running_with_gpus_and_arguments(tmp_path: Path) -> None:
     "stderr, detail",
     [
         ("alice@h: Permission denied (publickey).", "ssh authentication failed"),
-        ("Host key verification failed.", "ssh host key verification failed"),
+        ("Host key verification failed.", "host key not trusted yet: connect to check it"),
         (
             "kex_exchange_identification: Connection closed by remote host",
             "ssh connection closed by the host",

@@ -15,6 +15,8 @@ import type { GpuCheckRenderedState, GpuPanelRenderedState } from "../../../src/
 import type { GpuStatusSnapshot } from "../../../src/gpu/status";
 import { GPU_TEST_COMMANDS as T } from "../../../src/gpu/testCommands";
 import * as proto from "../../../src/protocol";
+import { VM_TEST_COMMANDS } from "../../../src/vms/testCommands";
+import type { VmTreeRow } from "../../../src/vms/tree";
 import { api, processAlive, ready, waitFor } from "../helpers";
 
 const PYTHON = process.env.GPUWB_TEST_PYTHON || "python3";
@@ -189,6 +191,25 @@ describe("gpu: GPU health", function () {
     const status = await gpuStatus(a);
     assert.equal(status?.sampling, true, "the status item watches, so the backend samples");
     assert.equal(status?.intervalSeconds, 0.5);
+  });
+
+  it("the GPU Machines view lists this machine's GPU under it", async function () {
+    if (!haveBackend || !fakeDir) this.skip();
+    const rows = await waitFor(
+      "a GPU row under this machine",
+      async () => {
+        const r = await vscode.commands.executeCommand<VmTreeRow[]>(VM_TEST_COMMANDS.treeItems, true);
+        return r?.some((x) => x.kind === "gpu") ? r : undefined;
+      },
+      30_000,
+    );
+    const local = rows.findIndex((r) => r.kind === "vm" && r.provider === "local");
+    assert.ok(local >= 0, JSON.stringify(rows));
+    const gpu = rows[local + 1];
+    assert.equal(gpu?.kind, "gpu", JSON.stringify(rows));
+    assert.equal(gpu.depth, (rows[local]?.depth ?? -1) + 1);
+    assert.equal(gpu.label, "GPU 0 · NVIDIA H100 80GB HBM3");
+    assert.equal(gpu.description, "87% · 61/80 GiB · 71°C");
   });
 
   it("a hardware slowdown turns it yellow with the reason in the tooltip", async function () {
