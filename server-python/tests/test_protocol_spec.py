@@ -53,7 +53,8 @@ def test_spec_structure():
     }
     assert spec["errorKinds"]["Internal"] == -32000
     assert spec["errorKinds"]["UnsafePickle"] == -32041
-    assert len(spec["errorKinds"]) == 14
+    assert spec["errorKinds"]["HostKeyUnknown"] == -32060
+    assert len(spec["errorKinds"]) == 17
 
 
 def test_spec_includes_debug_methods_only_when_enabled():
@@ -71,6 +72,7 @@ KERNEL_INFO = [
     "idleTimeoutSeconds",
     "kernelId",
     "lastSeq",
+    "machine",
     "name",
     "pid",
     "python",
@@ -87,7 +89,7 @@ def test_spec_kernel_and_cell_methods():
         return {"kind": "request", "params": params, "result": result}
 
     assert methods["kernel/start"] == request(
-        ["cwd", "env", "envFile", "idleTimeoutSeconds", "name", "python"], KERNEL_INFO
+        ["cwd", "env", "envFile", "idleTimeoutSeconds", "machine", "name", "python"], KERNEL_INFO
     )
     assert methods["kernel/execute"] == request(
         ["after", "code", "executionId", "file", "kernelId", "line", "stopOnError"],
