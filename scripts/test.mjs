@@ -105,10 +105,10 @@ const steps = {
 ensureNodeModules();
 build();
 const summary = [];
-function record(layer, r, t0) {
+function record(layer, r, t0, t1 = Date.now()) {
   const c = counts(layer, r.out);
   if (r.code !== 0 && c.failed === 0) c.failed = 1; // a runner that crashed counts as a failure
-  summary.push({ layer, ...c, ok: r.code === 0, seconds: (Date.now() - t0) / 1000 });
+  summary.push({ layer, ...c, ok: r.code === 0, seconds: (t1 - t0) / 1000 });
 }
 async function attempt(layer, opts) {
   try {
@@ -124,7 +124,7 @@ async function attempt(layer, opts) {
 let unitRun;
 if (layers.includes("unit") && layers.includes("python")) {
   const t0 = Date.now();
-  unitRun = attempt("unit", { quiet: true }).then((r) => ({ r, t0 }));
+  unitRun = attempt("unit", { quiet: true }).then((r) => ({ r, t0, t1: Date.now() }));
 }
 for (const layer of layers) {
   if (layer === "unit" && unitRun) continue;
@@ -132,10 +132,10 @@ for (const layer of layers) {
   const t0 = Date.now();
   record(layer, await attempt(layer), t0);
   if (layer === "python" && unitRun) {
-    const { r, t0: unitStart } = await unitRun;
+    const { r, t0: unitStart, t1: unitEnd } = await unitRun;
     console.log("\n=== npm test: unit (ran beside python) ===");
     process.stdout.write(r.out);
-    record("unit", r, unitStart);
+    record("unit", r, unitStart, unitEnd);
   }
 }
 console.log("\n=== npm test: summary ===");
