@@ -62,12 +62,22 @@ test("checkpoints: the view lists checkpoints, a click inspects one, statistics 
     const rows = await pane.locator(".monaco-list-row").allInnerTexts();
     log(`    tree: ${rows.map((r) => r.replace(/\s+/g, " ")).join(" | ")}`);
     if (rows.some((r) => /-00001-of-/.test(r))) throw new Error("a shard is listed on its own");
-    await lightning.hover();
-    await page
+    // A tree tooltip shows after the hover delay, and not at all when the pointer was already
+    // resting on the row (or the row re-rendered under it): move away and hover again.
+    const hover = page
       .locator(".monaco-hover", { hasText: "Lightning" })
       .or(page.locator(".monaco-hover", { hasText: "1,200" }))
-      .first()
-      .waitFor({ timeout: 15_000 });
+      .first();
+    for (let attempt = 1; ; attempt++) {
+      await page.mouse.move(5, 5);
+      await lightning.hover();
+      try {
+        await hover.waitFor({ timeout: 10_000 });
+        break;
+      } catch (err) {
+        if (attempt === 3) throw err;
+      }
+    }
     await screenshot("checkpoints-tree");
 
     // A click opens the inspector.
