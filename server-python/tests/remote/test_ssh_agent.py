@@ -14,7 +14,6 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,11 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import pytest
+from sshd_helpers import SSHD
+from sshd_helpers import free_port as _free_port
+from sshd_helpers import keygen as _keygen
+from sshd_helpers import unavailable as _unavailable
+from sshd_helpers import wait_port as _wait_port
 
 from conftest import kill_kernels
 from gpu_workbench.errors import ApplicationError
@@ -32,35 +36,10 @@ from gpu_workbench.remote.link import AgentLink, connect_with_backoff
 from gpu_workbench.remote.ssh import SshHost
 from gpu_workbench.vms.base import SshTarget
 
-SSHD = "/usr/sbin/sshd"
 REMOTE_PYTHON = "/usr/bin/python3"
 PRINTER = (
     "import time\nfor i in range(60):\n    print('line', i, flush=True)\n    time.sleep(0.05)\n"
 )
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("live sshd test cannot run under CI: %s" % reason)
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gpuwb-test", "-f", str(path)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        timeout=20,
-    )
 
 
 def _fingerprint_file(path: Path) -> str:
@@ -68,19 +47,6 @@ def _fingerprint_file(path: Path) -> str:
         ["ssh-keygen", "-lf", str(path)], capture_output=True, check=True, timeout=20
     ).stdout.decode()
     return out.split()[1]
-
-
-def _wait_port(port: int, proc: "subprocess.Popen[bytes]", timeout: float = 8.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "it") -> Any:

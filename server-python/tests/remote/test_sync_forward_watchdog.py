@@ -18,7 +18,6 @@ import http.server
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,11 @@ from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 from shapes import assert_shape
+from sshd_helpers import SSHD
+from sshd_helpers import free_port as _free_port
+from sshd_helpers import keygen as _keygen
+from sshd_helpers import unavailable as _unavailable
+from sshd_helpers import wait_port as _wait_port
 
 from gpu_workbench import protocol
 from gpu_workbench.errors import ApplicationError, RequestCancelled
@@ -37,46 +41,8 @@ from gpu_workbench.remote import forward, sync, watchdog
 from gpu_workbench.remote.ssh import SshHost
 from gpu_workbench.vms.base import SshTarget
 
-SSHD = "/usr/sbin/sshd"
 SERVER_ROOT = Path(__file__).resolve().parent.parent.parent
 HAVE_RSYNC = shutil.which("rsync") is not None
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("live sshd test cannot run under CI: %s" % reason)
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gpuwb-test", "-f", str(path)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        timeout=20,
-    )
-
-
-def _wait_port(port: int, proc: "subprocess.Popen[bytes]", timeout: float = 8.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 def wait_for(predicate, timeout: float, step: float = 0.05) -> bool:

@@ -12,54 +12,18 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Iterator, Optional
 
 import pytest
+from sshd_helpers import SSHD
+from sshd_helpers import free_port as _free_port
+from sshd_helpers import keygen as _keygen
+from sshd_helpers import unavailable as _unavailable
+from sshd_helpers import wait_port as _wait_port
 
 from gpu_workbench.vms.ssh_hosts import SshProvider
-
-SSHD = "/usr/sbin/sshd"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail("live sshd test cannot run under CI: %s" % reason)
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def _keygen(path: Path) -> None:
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gpuwb-test", "-f", str(path)],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        timeout=20,
-    )
-
-
-def _wait_port(port: int, proc: "subprocess.Popen[bytes]", timeout: float = 8.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            return False
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return True
-        except OSError:
-            time.sleep(0.05)
-    return False
 
 
 class LiveSshd:

@@ -10,19 +10,13 @@
  * script can gate on it.
  */
 import * as path from "node:path";
-import { CancellationTokenSource, type RequestType, ResponseError } from "vscode-jsonrpc";
-import { ProgressType } from "vscode-jsonrpc/node";
+import type { RequestType } from "vscode-jsonrpc";
 import * as proto from "../../protocol";
 import { type Command, CommandError, EXIT, JSON_OPTION, type Output } from "../command";
 import type { Backend } from "../connection";
+import { BackendGone, backendClosed, cliRequest } from "../request";
 
 // ---- requests ----
-
-type ProgressValue = { kind: "begin" | "report" | "end"; title?: string; message?: string; percentage?: number };
-const PROGRESS = new ProgressType<ProgressValue>();
-let nextToken = 0;
-/** LSP's RequestCancelled (vscode-jsonrpc 8 does not export it). */
-const REQUEST_CANCELLED = -32800;
 
 /** A backend error the user can act on as a CommandError with its hint; a bug as it is. */
 function asCommandError(e: unknown): unknown {
@@ -33,83 +27,17 @@ function asCommandError(e: unknown): unknown {
 }
 
 /**
- * A promise that rejects when the backend's connection closes. vscode-jsonrpc leaves
- * pending requests unsettled then, and with nothing else to wait for Node would exit 0
- * (Ctrl+C in a terminal reaches the backend too, and ends it).
- */
-function backendClosed(backend: Backend): { closed: Promise<never>; dispose(): void } {
-  let sub: { dispose(): void } | undefined;
-  const closed = new Promise<never>((_, reject) => {
-    sub = backend.connection.onClose(() => reject(new BackendGone()));
-  });
-  closed.catch(() => undefined);
-  return { closed, dispose: () => sub?.dispose() };
-}
-
-class BackendGone extends Error {
-  constructor() {
-    super("the backend ended before it answered.");
-  }
-}
-
-/**
  * Send a request; with `progress`, show the backend's progress on one stderr line (only on
  * a terminal); with `cancellable`, Ctrl+C sends $/cancelRequest (twice leaves at once).
  */
-async function request<P extends object, R>(
+function request<P extends object, R>(
   backend: Backend,
   type: RequestType<P, R, void>,
   params: P,
   out: Output,
   opts: { progress?: boolean; cancellable?: string } = {},
 ): Promise<R> {
-  const stderr = out.stderr as NodeJS.WriteStream;
-  const source = opts.cancellable !== undefined ? new CancellationTokenSource() : undefined;
-  let cancelled = false;
-  const onSigint = () => {
-    if (cancelled) process.exit(130);
-    cancelled = true;
-    out.stderr.write("\nCancelling… (Ctrl+C again to leave at once)\n");
-    source?.cancel();
-  };
-  if (source) process.on("SIGINT", onSigint);
-  let sent: P = params;
-  let shown = false;
-  let sub: { dispose(): void } | undefined;
-  if (opts.progress && stderr.isTTY === true) {
-    const workDoneToken = `gpuwb-cli-${process.pid}-${++nextToken}`;
-    let title = "";
-    sub = backend.connection.onProgress(PROGRESS, workDoneToken, (v) => {
-      if (v.kind === "begin") title = v.title ?? "";
-      if (v.kind === "end") return;
-      const pct = v.percentage !== undefined ? ` ${v.percentage}%` : "";
-      const text = `${title}${v.message ? `: ${v.message}` : ""}${pct}…`;
-      const width = Math.max(20, (stderr.columns || 80) - 1);
-      stderr.write(`\r\x1b[K${text.length > width ? `${text.slice(0, width - 1)}…` : text}`);
-      shown = true;
-    });
-    // The backend reads the token from the raw params; other keys are its declared ones.
-    sent = { ...params, workDoneToken } as P;
-  }
-  const gone = backendClosed(backend);
-  try {
-    return await Promise.race([
-      source ? backend.connection.sendRequest(type, sent, source.token) : backend.connection.sendRequest(type, sent),
-      gone.closed,
-    ]);
-  } catch (e) {
-    if (cancelled || (e instanceof ResponseError && e.code === REQUEST_CANCELLED)) {
-      throw new CommandError(opts.cancellable ?? "Cancelled.", EXIT.failed);
-    }
-    if (e instanceof BackendGone) throw new CommandError(e.message, EXIT.failed);
-    throw asCommandError(e);
-  } finally {
-    gone.dispose();
-    if (source) process.off("SIGINT", onSigint);
-    source?.dispose();
-    sub?.dispose();
-    if (shown) stderr.write("\r\x1b[K");
-  }
+  return cliRequest(backend, type, params, out, { ...opts, watchClose: true, asError: asCommandError });
 }
 
 // ---- formatting ----

@@ -10,13 +10,13 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { CancellationTokenSource, type RequestType, ResponseError } from "vscode-jsonrpc";
-import { ProgressType } from "vscode-jsonrpc/node";
+import type { RequestType } from "vscode-jsonrpc";
 import * as proto from "../../protocol";
 import type { Parsed } from "../args";
 import { type Command, CommandError, EXIT, JSON_OPTION, type Output } from "../command";
 import type { Backend } from "../connection";
 import { promptLine } from "../prompt";
+import { cliRequest } from "../request";
 
 // ---- credentials ----
 
@@ -76,12 +76,6 @@ export function redact(text: string): string {
 
 // ---- requests ----
 
-type ProgressValue = { kind: "begin" | "report" | "end"; title?: string; message?: string; percentage?: number };
-const PROGRESS = new ProgressType<ProgressValue>();
-let nextToken = 0;
-/** LSP's RequestCancelled (vscode-jsonrpc 8 does not export it). */
-const REQUEST_CANCELLED = -32800;
-
 /** A backend error as a CommandError with its hint (provider failures are expected, not bugs). */
 function asCommandError(e: unknown, provider: string | undefined): unknown {
   const data = proto.errorData(e);
@@ -99,56 +93,18 @@ interface RequestOptions {
   cancellable?: string;
 }
 
-async function request<P extends object, R>(
+function request<P extends object, R>(
   backend: Backend,
   type: RequestType<P, R, void>,
   params: P,
   out: Output,
   opts: RequestOptions = {},
 ): Promise<R> {
-  const stderr = out.stderr as NodeJS.WriteStream;
-  const source = opts.cancellable !== undefined ? new CancellationTokenSource() : undefined;
-  let cancelled = false;
-  const onSigint = () => {
-    if (cancelled) process.exit(130);
-    cancelled = true;
-    out.stderr.write("\nCancelling… (Ctrl+C again to leave at once)\n");
-    source?.cancel();
-  };
-  if (source) process.on("SIGINT", onSigint);
-  let sent: P = params;
-  let shown = false;
-  let sub: { dispose(): void } | undefined;
-  if (opts.progress && stderr.isTTY === true) {
-    const workDoneToken = `gpuwb-cli-${process.pid}-${++nextToken}`;
-    let title = "";
-    sub = backend.connection.onProgress(PROGRESS, workDoneToken, (v) => {
-      if (v.kind === "begin") title = v.title ?? "";
-      if (v.kind === "end") return;
-      const pct = v.percentage !== undefined ? ` ${v.percentage}%` : "";
-      const text = redact(`${title}${v.message ? `: ${v.message}` : ""}${pct}…`);
-      const width = Math.max(20, (stderr.columns || 80) - 1);
-      stderr.write(`\r\x1b[K${text.length > width ? `${text.slice(0, width - 1)}…` : text}`);
-      shown = true;
-    });
-    // The backend reads the token from the raw params; other keys are its declared ones.
-    sent = { ...params, workDoneToken } as P;
-  }
-  try {
-    return await (source
-      ? backend.connection.sendRequest(type, sent, source.token)
-      : backend.connection.sendRequest(type, sent));
-  } catch (e) {
-    if (cancelled || (e instanceof ResponseError && e.code === REQUEST_CANCELLED)) {
-      throw new CommandError(opts.cancellable ?? "Cancelled.", EXIT.failed);
-    }
-    throw asCommandError(e, (params as { provider?: string }).provider);
-  } finally {
-    if (source) process.off("SIGINT", onSigint);
-    source?.dispose();
-    sub?.dispose();
-    if (shown) stderr.write("\r\x1b[K");
-  }
+  return cliRequest(backend, type, params, out, {
+    ...opts,
+    redact,
+    asError: (e) => asCommandError(e, (params as { provider?: string }).provider),
+  });
 }
 
 // ---- formatting ----
