@@ -88,6 +88,9 @@ export function ensureSshd() {
   const missing = [];
   if (!existsSync("/usr/sbin/sshd")) missing.push("openssh-server", "openssh-client");
   if (!existsSync("/usr/bin/rsync")) missing.push("rsync");
+  // gcc builds the stand-in libnvidia-ml of the GPU tests; iproute2 makes the remote tests' VM.
+  if (!existsSync("/usr/bin/gcc")) missing.push("gcc", "libc6-dev");
+  if (!existsSync("/usr/sbin/ip") && !existsSync("/usr/bin/ip")) missing.push("iproute2");
   if (missing.length && process.getuid?.() === 0 && existsSync("/usr/bin/apt-get")) {
     console.log(`setup: installing ${missing.join(", ")} with apt (the SSH and remote tests use them)…`);
     const env = { ...process.env, DEBIAN_FRONTEND: "noninteractive" };
