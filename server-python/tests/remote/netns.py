@@ -256,8 +256,24 @@ class NamespaceHost:
     port = 22
     user = "root"
 
-    def __init__(self, stale_cleanup: bool = True, start: bool = True) -> None:
-        """Creates and starts the host unless start=False (then call start(), or use `with`)."""
+    def __init__(
+        self,
+        stale_cleanup: bool = True,
+        start: bool = True,
+        env: Optional[Dict[str, str]] = None,
+    ) -> None:
+        """Creates and starts the host unless start=False (then call start(), or use `with`).
+
+        `env` is added to every ssh session's environment on the "VM" (sshd's SetEnv), e.g.
+        LD_LIBRARY_PATH to a stand-in libnvidia-ml. Sessions get their own HOME under tmp,
+        so nothing the VM side writes to `~` lands in this machine's real home."""
+        for k, v in (env or {}).items():
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", k) or any(c in v for c in " \t\n\"'"):
+                raise ValueError(
+                    "netns env %s=%r: names are identifiers, values have no spaces or quotes"
+                    % (k, v)
+                )
+        self.env = dict(env or {})
         suffix = secrets.token_hex(3)
         self.namespace = NS_PREFIX + suffix
         self.veth, self._veth_ns = _veth_names(suffix)
@@ -303,6 +319,10 @@ class NamespaceHost:
         return os.path.join(self.tmp, "vm", "data")
 
     @property
+    def vm_home(self) -> str:
+        return os.path.join(self.tmp, "vm", "home")
+
+    @property
     def sshd_pid(self) -> Optional[int]:
         return self._proc.pid if self._proc is not None else None
 
@@ -323,6 +343,7 @@ class NamespaceHost:
             "knownHosts": self.known_hosts,
             "sshConfig": self.ssh_config,
             "tmp": self.tmp,
+            "vmHome": self.vm_home,
             "pid": os.getpid(),
             "namespace": self.namespace,
             "veth": self.veth,
@@ -390,6 +411,7 @@ class NamespaceHost:
         shutil.copy(t / "client_key.pub", t / "authorized_keys")
         os.makedirs(self.vm_cache, exist_ok=True)
         os.makedirs(self.vm_data, exist_ok=True)
+        os.makedirs(self.vm_home, exist_ok=True)
         (t / "sshd_config").write_text(
             "\n".join(
                 [
@@ -405,8 +427,13 @@ class NamespaceHost:
                     "UsePAM no",
                     "StrictModes no",
                     "UseDNS no",
-                    "SetEnv XDG_CACHE_HOME=%s XDG_DATA_HOME=%s GPUWB_VM_MARKER=1"
-                    % (self.vm_cache, self.vm_data),
+                    "SetEnv HOME=%s XDG_CACHE_HOME=%s XDG_DATA_HOME=%s GPUWB_VM_MARKER=1%s"
+                    % (
+                        self.vm_home,
+                        self.vm_cache,
+                        self.vm_data,
+                        "".join(" %s=%s" % kv for kv in sorted(self.env.items())),
+                    ),
                     "ClientAliveInterval 2",
                     "ClientAliveCountMax 3",
                     "LogLevel ERROR",
@@ -553,11 +580,21 @@ def _on_signal(signum: int, frame: Any) -> None:
     raise _Stop()
 
 
-def _cmd_up() -> int:
+def _cmd_up(options: Sequence[str] = ()) -> int:
+    env: Dict[str, str] = {}
+    opts = list(options)
+    while opts:
+        flag = opts.pop(0)
+        if flag == "--env" and opts and "=" in opts[0]:
+            k, _, v = opts.pop(0).partition("=")
+            env[k] = v
+        else:
+            sys.stderr.write("netns.py up: unknown option %r (--env NAME=VALUE)\n" % flag)
+            return 2
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     signal.signal(signal.SIGHUP, _on_signal)
-    host = NamespaceHost(start=False)
+    host = NamespaceHost(start=False, env=env)
     try:
         host.start()
         sys.stdout.write(json.dumps(host.info()) + "\n")
@@ -599,12 +636,14 @@ def _cmd_up() -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    usage = "usage: netns.py up | link down|up --veth NAME | cleanup | available"
+    usage = (
+        "usage: netns.py up [--env NAME=VALUE]... | link down|up --veth NAME | cleanup | available"
+    )
     if not args:
         sys.stderr.write(usage + "\n")
         return 2
     if args[0] == "up":
-        return _cmd_up()
+        return _cmd_up(args[1:])
     if args[0] == "available":
         reason = available()
         sys.stdout.write((reason or "ok") + "\n")

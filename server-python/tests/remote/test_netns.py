@@ -97,12 +97,22 @@ def test_ssh_by_key_with_written_config(host: netns.NamespaceHost) -> None:
 
 
 def test_setenv_points_vm_dirs_into_tmp(host: netns.NamespaceHost) -> None:
-    r = host.ssh('printf "%s\\n" "$XDG_CACHE_HOME" "$XDG_DATA_HOME" "$GPUWB_VM_MARKER"')
+    r = host.ssh('printf "%s\\n" "$XDG_CACHE_HOME" "$XDG_DATA_HOME" "$GPUWB_VM_MARKER" "$HOME" ~')
     assert r.returncode == 0, r.stderr
-    cache, data, marker = r.stdout.splitlines()
+    cache, data, marker, home, tilde = r.stdout.splitlines()
     assert cache == host.vm_cache and data == host.vm_data and marker == "1"
+    assert home == tilde == host.vm_home and os.path.isdir(home)
     assert cache.startswith(host.tmp + os.sep) and os.path.isdir(cache)
     assert data.startswith(host.tmp + os.sep) and os.path.isdir(data)
+
+
+def test_extra_env_reaches_sessions_and_bad_values_are_refused(usable: None) -> None:
+    with netns.NamespaceHost(env={"GPUWB_EXTRA": "a/b:c", "LD_LIBRARY_PATH": "/x/lib"}) as h:
+        r = h.ssh('printf "%s\\n" "$GPUWB_EXTRA" "$LD_LIBRARY_PATH"')
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["a/b:c", "/x/lib"]
+    with pytest.raises(ValueError, match="no spaces"):
+        netns.NamespaceHost(env={"A": "two words"}, start=False)
 
 
 def test_link_down_fails_new_connections_and_stalls_session(host: netns.NamespaceHost) -> None:
