@@ -5,11 +5,9 @@
 // the middle of a cell that prints a numbered line every 50 ms and assert that every line
 // arrived exactly once, in order, after the link came back.
 import * as assert from "node:assert/strict";
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs/promises";
 import * as os from "node:os";
 import * as path from "node:path";
-import * as readline from "node:readline";
 import * as vscode from "vscode";
 import type { Binding } from "../../../src/cells/bindings";
 import type { ExecutionRecord } from "../../../src/cells/executions";
@@ -20,89 +18,9 @@ import { REMOTE_TEST_COMMANDS as R, type RemoteTestState } from "../../../src/re
 import { VM_TEST_COMMANDS as T } from "../../../src/vms/testCommands";
 import type { VmTreeRow } from "../../../src/vms/tree";
 import { api, ready, waitFor } from "../helpers";
+import { Netns, type NetnsInfo, startAgent } from "../netnsHost";
 
-const PYTHON = process.env.GPUWB_TEST_PYTHON || "python3";
 const MACHINE = "ssh/nsvm";
-
-interface NetnsInfo {
-  address: string;
-  port: number;
-  user: string;
-  identityFile: string;
-  knownHosts: string;
-  sshConfig: string;
-  tmp: string;
-  veth: string;
-}
-
-/** The namespace host: its JSON line, then `down` / `up` answered `ok`; closing stdin tears it down. */
-class Netns {
-  private readonly lines: string[] = [];
-  private waiters: ((line: string) => void)[] = [];
-  stderr = "";
-
-  private constructor(readonly child: ChildProcess) {
-    const out = child.stdout;
-    if (out) {
-      readline.createInterface({ input: out }).on("line", (line) => {
-        const w = this.waiters.shift();
-        if (w) w(line);
-        else this.lines.push(line);
-      });
-    }
-    child.stderr?.on("data", (d: Buffer) => {
-      this.stderr = (this.stderr + d.toString()).slice(-4000);
-    });
-  }
-
-  static async up(script: string): Promise<{ netns: Netns; info: NetnsInfo }> {
-    const child = spawn(PYTHON, [script, "up"], { stdio: ["pipe", "pipe", "pipe"] });
-    const netns = new Netns(child);
-    const line = await netns.next(90_000);
-    try {
-      return { netns, info: JSON.parse(line) as NetnsInfo };
-    } catch {
-      child.stdin?.end();
-      throw new Error(`netns.py up printed ${line}; stderr: ${netns.stderr}`);
-    }
-  }
-
-  next(timeoutMs: number): Promise<string> {
-    const ready = this.lines.shift();
-    if (ready !== undefined) return Promise.resolve(ready);
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(
-        () => reject(new Error(`netns.py: no answer in ${timeoutMs} ms; ${this.stderr}`)),
-        timeoutMs,
-      );
-      this.waiters.push((l) => {
-        clearTimeout(t);
-        resolve(l);
-      });
-      this.child.once("exit", (code) => reject(new Error(`netns.py exited (${code}): ${this.stderr}`)));
-    });
-  }
-
-  async command(cmd: "down" | "up"): Promise<void> {
-    this.child.stdin?.write(`${cmd}\n`);
-    const answer = await this.next(60_000);
-    assert.equal(answer, "ok", `netns ${cmd}: ${answer}`);
-  }
-
-  close(): void {
-    this.child.stdin?.end();
-  }
-}
-
-/** An ssh-agent of the test's own holding `key` (undefined when there is no ssh-agent). */
-function startAgent(key: string): { sock: string; pid: number } | undefined {
-  const out = spawnSync("ssh-agent", ["-s"], { encoding: "utf8" });
-  const sock = /SSH_AUTH_SOCK=([^;]+);/.exec(out.stdout ?? "")?.[1];
-  const pid = Number(/SSH_AGENT_PID=(\d+);/.exec(out.stdout ?? "")?.[1]);
-  if (!sock || !pid) return undefined;
-  spawnSync("ssh-add", [key], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: "ignore" });
-  return { sock, pid };
-}
 
 function rows(refresh = false): Thenable<VmTreeRow[]> {
   return vscode.commands.executeCommand<VmTreeRow[]>(T.treeItems, refresh);
