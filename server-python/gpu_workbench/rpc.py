@@ -10,9 +10,10 @@ import json
 import logging
 import math
 import threading
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional
 
 from .convert import ConversionError, from_dict, to_json
 from .errors import (
@@ -41,6 +42,51 @@ class Route:
     params_type: Any = None  # dataclass to convert params into; None passes raw params
     slow: bool = False  # slow handlers run on the thread pool so the read loop keeps going
     kind: str = "request"
+    # lane(raw params) -> a key, or None. Requests with a key run off the read loop, one at
+    # a time per key, in the order they arrived (e.g. the calls of one remote machine: a
+    # hung link must not stall the read loop, and its cells must still run in order).
+    # None runs the request as `slow` says.
+    lane: Optional[Callable[[Any], Optional[str]]] = None
+
+
+class _Lanes:
+    """Ordered queues on a shared thread pool: one drain task per busy key, none when idle."""
+
+    def __init__(self, executor: ThreadPoolExecutor) -> None:
+        self._executor = executor
+        self._lock = threading.Lock()
+        self._queues: Dict[str, Deque[Callable[[], None]]] = {}
+
+    def submit(self, key: str, task: Callable[[], None]) -> None:
+        """Run `task` after every earlier task of `key`; raises RuntimeError when shut down."""
+        with self._lock:
+            queue = self._queues.get(key)
+            if queue is not None:
+                queue.append(task)
+                return
+            self._queues[key] = deque([task])
+        try:
+            self._executor.submit(self._drain, key)
+        except RuntimeError:
+            with self._lock:
+                self._queues.pop(key, None)
+            raise
+
+    def _drain(self, key: str) -> None:
+        while True:
+            with self._lock:
+                queue = self._queues[key]
+                if not queue:
+                    del self._queues[key]
+                    return
+                task = queue[0]
+            try:
+                task()
+            except Exception:  # tasks reply for themselves; never lose the rest of the lane
+                log.exception("a task of lane %s raised", key)
+            finally:
+                with self._lock:
+                    queue.popleft()
 
 
 class PlainJson:
@@ -66,6 +112,15 @@ class Router:
 
 def _short(text: str, limit: int = 100) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _lane_of(route: Route, params: Any) -> Optional[str]:
+    if route.lane is None:
+        return None
+    try:
+        return route.lane(params)
+    except Exception:  # malformed params: the handler's conversion reports them
+        return None
 
 
 def _valid_id(value: Any) -> bool:
@@ -216,6 +271,7 @@ class Connection:
         self._executor = ThreadPoolExecutor(
             max_workers=max_workers, thread_name_prefix="gpuwb-handler"
         )
+        self._lanes = _Lanes(self._executor)
         self._inflight: Dict[Any, _Pending] = {}
         self._tokens: Dict[Any, _Pending] = {}
         self._inflight_lock = threading.Lock()
@@ -437,9 +493,13 @@ class Connection:
             self._inflight[_id_key(request_id)] = pending
             if ctx.work_done_token is not None:
                 self._tokens[ctx.work_done_token] = pending
-        if route.slow:
+        lane = _lane_of(route, params)
+        if lane is not None or route.slow:
             try:
-                self._executor.submit(self._run_request, route, pending)
+                if lane is not None:
+                    self._lanes.submit(lane, lambda: self._run_request(route, pending))
+                else:
+                    self._executor.submit(self._run_request, route, pending)
             except RuntimeError:  # executor already shut down (we are exiting)
                 self._forget(pending)
                 pending.finish(

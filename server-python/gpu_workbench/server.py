@@ -100,6 +100,13 @@ _SLEEP_REPORT_EVERY = 0.1
 _SLEEP_MAX_SECONDS = 3600.0
 
 
+def _machine_lane(params: Any) -> Optional[str]:
+    """The lane of a call on a remote kernel ("<id>@<provider>/<id>"): its machine's."""
+    kernel_id = params.get("kernelId") if isinstance(params, dict) else None
+    split = split_kernel_id(kernel_id) if isinstance(kernel_id, str) else None
+    return "machine:" + split[1] if split is not None else None
+
+
 class Server(Router):
     """Owns the lifecycle state and serves the custom methods."""
 
@@ -150,14 +157,28 @@ class Server(Router):
             "cells/parse": Route(self._cells_parse, CellsParseParams),
             "kernel/start": Route(self._kernel_start, KernelStartParams, slow=True),
             # On the read loop, so executions reach the kernel in the order they were sent.
-            "kernel/execute": Route(self._kernel_execute, KernelExecuteParams),
-            "kernel/interrupt": Route(self._kernel_interrupt, KernelInterruptParams, slow=True),
-            "kernel/restart": Route(self._kernel_restart, KernelIdParams, slow=True),
-            "kernel/shutdown": Route(self._kernel_shutdown, KernelIdParams, slow=True),
+            # A remote kernel's calls run in its machine's lane instead (ordered too, and a
+            # hung link stalls only that machine): see _machine_lane.
+            "kernel/execute": Route(self._kernel_execute, KernelExecuteParams, lane=_machine_lane),
+            "kernel/interrupt": Route(
+                self._kernel_interrupt, KernelInterruptParams, slow=True, lane=_machine_lane
+            ),
+            "kernel/restart": Route(
+                self._kernel_restart, KernelIdParams, slow=True, lane=_machine_lane
+            ),
+            "kernel/shutdown": Route(
+                self._kernel_shutdown, KernelIdParams, slow=True, lane=_machine_lane
+            ),
             "kernel/list": Route(self._kernel_list, KernelListParams, slow=True),
-            "kernel/attach": Route(self._kernel_attach, KernelAttachParams, slow=True),
-            "kernel/inputReply": Route(self._kernel_input_reply, KernelInputReplyParams),
-            "kernel/variables": Route(self._kernel_variables, KernelIdParams, slow=True),
+            "kernel/attach": Route(
+                self._kernel_attach, KernelAttachParams, slow=True, lane=_machine_lane
+            ),
+            "kernel/inputReply": Route(
+                self._kernel_input_reply, KernelInputReplyParams, lane=_machine_lane
+            ),
+            "kernel/variables": Route(
+                self._kernel_variables, KernelIdParams, slow=True, lane=_machine_lane
+            ),
             # Checkpoints run no code from the file, so they are served in untrusted workspaces.
             "checkpoint/inspect": Route(
                 self._checkpoint_inspect, CheckpointInspectParams, slow=True
