@@ -298,3 +298,45 @@ def test_not_connected_is_a_clear_error(tmp_path: Path, vm: Any) -> None:
         assert "Connect" in (response["error"]["data"].get("hint") or "")
     finally:
         session.close()
+
+
+def test_a_hung_link_stalls_only_its_machine_and_cells_keep_their_order(
+    tmp_path: Path, vm: Any
+) -> None:
+    session = backend(tmp_path, vm)
+    try:
+        connect(session)
+        kernel_id = result(session, "kernel/start", {"machine": "ssh/vm"})["kernelId"]
+        vm.link_down()  # packets vanish: the agent's answers hang until keepalive gives up
+        try:
+            hung = session.send_request("kernel/execute", {"kernelId": kernel_id, "code": "1"})
+            # Local calls are answered at once; before lanes they waited behind `hung`.
+            ping = session.request("workbench/ping", {}, 30)
+            parsed = session.request("cells/parse", {"text": "# %%\nx = 1\n"}, 30)
+            assert "result" in ping and "result" in parsed, (ping, parsed)
+            with session._cond:  # the hung call is still unanswered
+                assert not any(
+                    isinstance(m, dict) and m.get("id") == hung for m in session._messages
+                ), "the remote call finished before the link came back"
+        finally:
+            vm.link_up()
+        # It ends (answered, or failed if keepalive gave the link up); nothing waits forever.
+        session.response(hung, 60)
+        deadline = time.monotonic() + 60
+        while result(session, "remote/list", {})["machines"][0]["state"] != "connected":
+            assert time.monotonic() < deadline, "the machine did not come back"
+            time.sleep(0.2)
+        # Back to back, without waiting: they reach the kernel in the order sent.
+        ids = [
+            session.send_request(
+                "kernel/execute", {"kernelId": kernel_id, "code": "print('cell %d')" % i}
+            )
+            for i in range(8)
+        ]
+        executions = [session.response(i, 60)["result"]["executionId"] for i in ids]
+        out = [lines_of(session, kernel_id, e, 60) for e in executions]
+        assert out == [["cell %d" % i] for i in range(8)], out
+        result(session, "kernel/shutdown", {"kernelId": kernel_id})
+    finally:
+        vm.link_up()
+        session.close()
