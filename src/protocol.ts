@@ -361,6 +361,8 @@ export interface CheckpointStatsParams {
   bins?: number;
   timeBudgetMs?: number;
   maxElements?: number;
+  /** Compute them on this connected machine ("provider/id"; the path is the machine's). */
+  machine?: string;
 }
 
 export interface CheckpointHistogram {
@@ -431,6 +433,34 @@ export interface CheckpointDiffResult {
   counts: CheckpointDiffCounts;
   summary: string;
   elapsedMs: number;
+}
+
+export interface CheckpointListParams {
+  /** Absolute, or starting with ~ (the home of the machine that lists it). */
+  folder: string;
+  /** List it on this connected machine ("provider/id"). */
+  machine?: string;
+  /** Entries listed at most (default 2000); beyond it `truncated`. */
+  maxFiles?: number;
+}
+
+export interface CheckpointListFile {
+  path: string;
+  size: number;
+  mtimeMs: number;
+}
+
+export interface CheckpointListIndex extends CheckpointListFile {
+  /** File names of its weight_map, sorted. */
+  shards: string[];
+}
+
+export interface CheckpointListResult {
+  /** Absolute, as resolved on the machine that listed it. */
+  folder: string;
+  files: CheckpointListFile[];
+  indexes: CheckpointListIndex[];
+  truncated: boolean;
 }
 
 export interface CheckpointScanParams {
@@ -916,6 +946,7 @@ export const checkpointInspect = new RequestType<CheckpointInspectParams, Checkp
 export const checkpointStats = new RequestType<CheckpointStatsParams, CheckpointStatsResult, void>("checkpoint/stats");
 export const checkpointDiff = new RequestType<CheckpointDiffParams, CheckpointDiffResult, void>("checkpoint/diff");
 export const checkpointScan = new RequestType<CheckpointScanParams, CheckpointScanResult, void>("checkpoint/scan");
+export const checkpointList = new RequestType<CheckpointListParams, CheckpointListResult, void>("checkpoint/list");
 
 export const vmProviders = new RequestType<VmCredentialsParams, VmProvidersResult, void>("vm/providers");
 export const vmOfferings = new RequestType<VmOfferingsParams, VmOfferingsResult, void>("vm/offerings");
@@ -1145,6 +1176,7 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
       bins: true,
       timeBudgetMs: true,
       maxElements: true,
+      machine: true,
     }),
     result: shape<CheckpointStatsResult>({ path: true, engine: true, stats: true, elapsedMs: true }),
   },
@@ -1173,6 +1205,11 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
     kind: "request",
     params: shape<CheckpointScanParams>({ paths: true, allow: true }),
     result: shape<CheckpointScanResult>({ results: true }),
+  },
+  [checkpointList.method]: {
+    kind: "request",
+    params: shape<CheckpointListParams>({ folder: true, machine: true, maxFiles: true }),
+    result: shape<CheckpointListResult>({ folder: true, files: true, indexes: true, truncated: true }),
   },
   [vmProviders.method]: {
     kind: "request",

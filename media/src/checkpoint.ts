@@ -89,8 +89,11 @@ const statsAllButton = button("Statistics: All", () => requestStats(null), {
 });
 const reloadButton = button("Reload", () => post({ type: "reload" }), { title: "Read the file again" });
 const header = el("header", "ck-header");
+/** Where the file is read, for a file on a connected machine (hidden for this computer's). */
+const source = el("div", "ck-source");
+source.hidden = true;
 const titles = el("div", "ck-titles");
-titles.append(title, subtitle);
+titles.append(title, subtitle, source);
 const actions = el("div", "ck-actions");
 actions.setAttribute("role", "toolbar");
 actions.setAttribute("aria-label", "Checkpoint actions");
@@ -589,6 +592,7 @@ function renderedState(): InspectorRenderedState {
   return {
     status,
     path: subtitle.textContent || null,
+    machine: source.hidden ? null : source.textContent,
     format: cardMap.Format ?? null,
     cards: cardMap,
     tensorCount: summary?.tensorCount ?? null,
@@ -630,6 +634,14 @@ function renderedState(): InspectorRenderedState {
 window.addEventListener("message", (event: MessageEvent<InspectorHostMessage>) => {
   const m = event.data;
   switch (m.type) {
+    case "source":
+      source.hidden = m.machine === null;
+      source.textContent = m.machine
+        ? `Read on ${m.machineName ?? m.machine} (${m.machine}): only the summary and requested statistics cross the network.`
+        : "";
+      // Comparing takes two files on one disk: not offered for a machine's file.
+      compareButton.hidden = m.machine !== null;
+      break;
     case "loading":
       title.textContent = basename(m.path);
       subtitle.textContent = m.path;

@@ -389,6 +389,7 @@ class CheckpointStatsParams:
         None  # per tensor; beyond it the tensor is sampled (default 2000)
     )
     maxElements: Optional[int] = None  # read at most this many elements per tensor before sampling
+    machine: Optional[str] = None  # compute it on this connected machine (path is the machine's)
 
 
 @dataclass
@@ -421,6 +422,36 @@ class CheckpointStatsResult:
     engine: str  # "numpy" | "stdlib"
     stats: List[CheckpointTensorStats]
     elapsedMs: float
+
+
+@dataclass
+class CheckpointListParams:
+    folder: str  # absolute, or starting with ~ (the home of the machine that lists it)
+    machine: Optional[str] = None  # list it on this connected machine
+    maxFiles: Optional[int] = None  # entries listed at most (default 2000); then truncated
+
+
+@dataclass
+class CheckpointListFile:
+    path: str
+    size: int
+    mtimeMs: int
+
+
+@dataclass
+class CheckpointListIndex:
+    path: str  # a *.index.json
+    size: int
+    mtimeMs: int
+    shards: List[str]  # file names of its weight_map, sorted
+
+
+@dataclass
+class CheckpointListResult:
+    folder: str  # absolute, as resolved on the machine that listed it
+    files: List[CheckpointListFile]  # checkpoint files (by extension), 4 folders deep at most
+    indexes: List[CheckpointListIndex]
+    truncated: bool  # maxFiles was reached
 
 
 @dataclass
@@ -1019,6 +1050,7 @@ METHODS: Dict[str, MethodInfo] = {
         MethodInfo("checkpoint/stats", "request", CheckpointStatsParams, CheckpointStatsResult),
         MethodInfo("checkpoint/diff", "request", CheckpointDiffParams, CheckpointDiffResult),
         MethodInfo("checkpoint/scan", "request", CheckpointScanParams, CheckpointScanResult),
+        MethodInfo("checkpoint/list", "request", CheckpointListParams, CheckpointListResult),
         MethodInfo("vm/providers", "request", VmCredentialsParams, VmProvidersResult),
         MethodInfo("vm/offerings", "request", VmOfferingsParams, VmOfferingsResult),
         MethodInfo("vm/list", "request", VmListParams, VmListResult),

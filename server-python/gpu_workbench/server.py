@@ -35,6 +35,7 @@ from .protocol import (
     CellsParseResult,
     CheckpointDiffParams,
     CheckpointInspectParams,
+    CheckpointListParams,
     CheckpointScanParams,
     CheckpointStatsParams,
     ClockParams,
@@ -186,6 +187,7 @@ class Server(Router):
             "checkpoint/stats": Route(self._checkpoint_stats, CheckpointStatsParams, slow=True),
             "checkpoint/diff": Route(self._checkpoint_diff, CheckpointDiffParams, slow=True),
             "checkpoint/scan": Route(self._checkpoint_scan, CheckpointScanParams, slow=True),
+            "checkpoint/list": Route(self._checkpoint_list, CheckpointListParams, slow=True),
             # VMs run no workspace code, so they are served in untrusted workspaces; there,
             # API endpoint overrides from settings are ignored (see vms/service.py).
             "vm/providers": Route(self._vm_providers, VmCredentialsParams, slow=True),
@@ -776,6 +778,22 @@ class Server(Router):
     def _checkpoint_stats(self, ctx: RequestContext, params: CheckpointStatsParams) -> PlainJson:
         from .checkpoints import stats
 
+        if params.machine:  # computed on the machine; only the statistics cross the link
+            forwarded = {
+                k: v
+                for k, v in (
+                    ("path", params.path),
+                    ("tensors", params.tensors),
+                    ("bins", params.bins),
+                    ("timeBudgetMs", params.timeBudgetMs),
+                    ("maxElements", params.maxElements),
+                )
+                if v is not None or k == "tensors"
+            }
+            return PlainJson(
+                self._remote_trusted().agent_call(params.machine, "checkpoint/stats", forwarded)
+            )
+
         with checkpoint_progress(ctx, "Computing statistics") as progress:
             return PlainJson(
                 stats.compute(
@@ -802,6 +820,20 @@ class Server(Router):
                     report=progress.fraction,
                 )
             )
+
+    def _checkpoint_list(self, ctx: RequestContext, params: CheckpointListParams) -> PlainJson:
+        from .checkpoints import listing
+
+        if params.machine:  # walked on the machine; only the listing crosses the link
+            forwarded: Dict[str, Any] = {"folder": params.folder}
+            if params.maxFiles is not None:
+                forwarded["maxFiles"] = params.maxFiles
+            return PlainJson(
+                self._remote_trusted().agent_call(params.machine, "checkpoint/list", forwarded)
+            )
+        return PlainJson(
+            listing.list_folder(params.folder, params.maxFiles, check=ctx.raise_if_cancelled)
+        )
 
     def _checkpoint_scan(self, ctx: RequestContext, params: CheckpointScanParams) -> PlainJson:
         from .checkpoints import readers

@@ -47,16 +47,23 @@ export function shardsOfIndex(text: string): string[] | undefined {
   return shards.size ? [...shards].sort() : undefined;
 }
 
-/** Entries for the found files and indexes, newest first (then by path). */
-export function groupCheckpoints(files: readonly FoundFile[], indexes: readonly FoundIndex[]): CheckpointEntry[] {
+/**
+ * Entries for the found files and indexes, newest first (then by path). `paths` is the path
+ * flavour of the machine the files are on (POSIX for a remote machine's).
+ */
+export function groupCheckpoints(
+  files: readonly FoundFile[],
+  indexes: readonly FoundIndex[],
+  paths: typeof path.posix = path,
+): CheckpointEntry[] {
   const byPath = new Map(files.map((f) => [f.path, f]));
   const consumed = new Set<string>();
   const entries: CheckpointEntry[] = [];
   const perFolder = new Map<string, number>();
-  for (const ix of indexes) perFolder.set(path.dirname(ix.path), (perFolder.get(path.dirname(ix.path)) ?? 0) + 1);
+  for (const ix of indexes) perFolder.set(paths.dirname(ix.path), (perFolder.get(paths.dirname(ix.path)) ?? 0) + 1);
   for (const ix of indexes) {
-    const dir = path.dirname(ix.path);
-    const shardPaths = ix.shards.map((s) => path.join(dir, s));
+    const dir = paths.dirname(ix.path);
+    const shardPaths = ix.shards.map((s) => paths.join(dir, s));
     let size = ix.size;
     let mtimeMs = ix.mtimeMs;
     for (const p of shardPaths) {
@@ -71,7 +78,7 @@ export function groupCheckpoints(files: readonly FoundFile[], indexes: readonly 
       path: ix.path,
       kind: "sharded",
       // Two indexes in one folder (safetensors and .bin variants) are told apart by file name.
-      label: (perFolder.get(dir) ?? 0) > 1 ? path.basename(ix.path) : `${path.basename(dir)}/`,
+      label: (perFolder.get(dir) ?? 0) > 1 ? paths.basename(ix.path) : `${paths.basename(dir)}/`,
       size,
       mtimeMs,
       files: [ix.path, ...shardPaths],
@@ -82,7 +89,7 @@ export function groupCheckpoints(files: readonly FoundFile[], indexes: readonly 
     entries.push({
       path: f.path,
       kind: "file",
-      label: path.basename(f.path),
+      label: paths.basename(f.path),
       size: f.size,
       mtimeMs: f.mtimeMs,
       files: [f.path],

@@ -8,6 +8,7 @@ import * as vscode from "vscode";
 import type { Ctx } from "../ctx";
 import { webviewOptions } from "../webview/html";
 import { Inspector } from "./inspector";
+import { parseRemoteUriPath, REMOTE_SCHEME, type RemoteFile } from "./remoteNames";
 
 export const VIEW_TYPE = "gpuWorkbench.checkpoint";
 /**
@@ -75,15 +76,24 @@ function watchPattern(uri: vscode.Uri, isFolder: boolean): vscode.RelativePatter
   return new vscode.RelativePattern(dir, base.endsWith(".index.json") ? "*" : base);
 }
 
+/** The machine file a `gpuwb-remote:` URI names (undefined for any other URI). */
+export function remoteFileOf(uri: vscode.Uri): RemoteFile | undefined {
+  return uri.scheme === REMOTE_SCHEME ? parseRemoteUriPath(uri.path) : undefined;
+}
+
 class CheckpointDocument implements vscode.CustomDocument {
-  readonly watch: DiskWatch;
+  /** Local files only: a file on a machine is read again when the user reloads it. */
+  readonly watch: DiskWatch | undefined;
+  readonly remote: RemoteFile | undefined;
 
   constructor(readonly uri: vscode.Uri) {
-    this.watch = new DiskWatch(watchPattern(uri, false), uri);
+    this.remote = remoteFileOf(uri);
+    if (uri.scheme === REMOTE_SCHEME && !this.remote) throw new Error(`Not a file on a machine: ${uri.toString()}`);
+    this.watch = this.remote ? undefined : new DiskWatch(watchPattern(uri, false), uri);
   }
 
   dispose(): void {
-    this.watch.dispose();
+    this.watch?.dispose();
   }
 }
 
@@ -99,11 +109,15 @@ export class CheckpointEditorProvider implements vscode.CustomReadonlyEditorProv
 
   resolveCustomEditor(document: CheckpointDocument, panel: vscode.WebviewPanel): void {
     panel.webview.options = webviewOptions(this.ctx.extension.extensionUri);
+    if (document.remote) {
+      new Inspector(this.ctx, panel, document.remote.path, this.compare, document.remote.machine);
+      return;
+    }
     const inspector = new Inspector(this.ctx, panel, document.uri.fsPath, this.compare);
-    const sub = document.watch.onDidChange((c) =>
+    const sub = document.watch?.onDidChange((c) =>
       c === "changed" ? inspector.fileChanged() : inspector.fileDeleted(),
     );
-    panel.onDidDispose(() => sub.dispose());
+    panel.onDidDispose(() => sub?.dispose());
   }
 }
 
@@ -148,6 +162,15 @@ function openPanel(ctx: Ctx, target: vscode.Uri, isFolder: boolean, compare: (fs
  * (all shards), any other folder opens in a panel; a file opens in the checkpoint editor.
  */
 export async function openCheckpoint(ctx: Ctx, uri: vscode.Uri, compare: (fsPath: string) => void): Promise<void> {
+  const remote = remoteFileOf(uri);
+  if (uri.scheme === REMOTE_SCHEME) {
+    // Read on the machine: the same editor, whatever the file's name (the tree lists
+    // checkpoint files and indexes only).
+    if (!remote) throw new Error(`Not a file on a machine: ${uri.toString()}`);
+    const viewType = viewTypeFor(remote.path) ?? OPTIONAL_VIEW_TYPE;
+    await vscode.commands.executeCommand("vscode.openWith", uri, viewType, { preview: false });
+    return;
+  }
   const stat = await vscode.workspace.fs.stat(uri);
   if (stat.type & vscode.FileType.Directory) {
     const names = (await vscode.workspace.fs.readDirectory(uri))

@@ -9,9 +9,12 @@ import type { Ctx } from "../ctx";
 import { reportCallError } from "./backendCall";
 import { pathOf, pickCheckpoint, scanWorkspace } from "./commands";
 import { DiffPanel, registerDiffSerializer } from "./diffPanel";
-import { openCheckpoint, registerCheckpointEditor } from "./editor";
+import { openCheckpoint, registerCheckpointEditor, remoteFileOf } from "./editor";
 import { Inspector } from "./inspector";
 import type { DiffDrive, InspectorDrive } from "./messages";
+import { browseRemote, remoteRootOf } from "./remoteCommands";
+import { REMOTE_SCHEME } from "./remoteNames";
+import { isRemoteNode, remoteUri } from "./remoteTree";
 import { CHECKPOINT_TEST_COMMANDS } from "./testCommands";
 import { CheckpointsProvider, VIEW_ID } from "./tree";
 
@@ -28,7 +31,18 @@ export function activateCheckpoints(ctx: Ctx): void {
   const compareWith = (a: string) =>
     void pickCheckpoint(provider, `Compare ${path.basename(a)} with…`, a).then((b) => b && compare(a, b));
 
-  const inspectorFor = (p: unknown) => (typeof p === "string" ? Inspector.forPath(p) : Inspector.active());
+  const inspectorFor = (p: unknown) => {
+    if (typeof p !== "string") return Inspector.active();
+    // A `gpuwb-remote:` URI names a file on a machine.
+    const remote = p.startsWith(`${REMOTE_SCHEME}:`) ? remoteFileOf(vscode.Uri.parse(p)) : undefined;
+    return remote ? Inspector.forPath(remote.path, remote.machine) : Inspector.forPath(p);
+  };
+  /** The URI of a file on a machine an argument names (its URI, or its row in the view). */
+  const remoteArg = (arg: unknown): vscode.Uri | undefined => {
+    if (arg instanceof vscode.Uri && arg.scheme === REMOTE_SCHEME) return arg;
+    if (isRemoteNode(arg) && arg.type === "remoteEntry") return remoteUri(arg.root.machine, arg.entry.path);
+    return undefined;
+  };
 
   ctx.subscriptions.push(
     provider,
@@ -44,10 +58,14 @@ export function activateCheckpoints(ctx: Ctx): void {
   );
 
   registerReporting(ctx, "gpuWorkbench.inspectCheckpoint", async (arg) => {
+    const remote = remoteArg(arg);
+    if (remote) return openCheckpoint(ctx, remote, compareWith);
     const p = pathOf(arg) ?? (await pickCheckpoint(provider, "Inspect checkpoint"));
     if (p) await openCheckpoint(ctx, vscode.Uri.file(p), compareWith);
   });
   registerReporting(ctx, "gpuWorkbench.openCheckpoint", async (arg) => {
+    const remote = remoteArg(arg);
+    if (remote) return openCheckpoint(ctx, remote, compareWith);
     const p = pathOf(arg) ?? vscode.window.activeTextEditor?.document.uri.fsPath;
     if (p) await openCheckpoint(ctx, vscode.Uri.file(p), compareWith);
   });
@@ -74,6 +92,23 @@ export function activateCheckpoints(ctx: Ctx): void {
   registerReporting(ctx, "gpuWorkbench.refreshCheckpoints", () =>
     vscode.window.withProgress({ location: { viewId: VIEW_ID } }, () => provider.refreshAll()),
   );
+  registerReporting(ctx, "gpuWorkbench.checkpoints.browseRemote", async (arg) => {
+    const root = await browseRemote(ctx, arg);
+    if (!root) return undefined;
+    await provider.remote.add(root);
+    await view.reveal({ type: "remoteRoot", root }, { expand: true, focus: false }).then(
+      () => undefined,
+      () => undefined, // the view may be hidden: the root is there when it is shown
+    );
+    return root;
+  });
+  registerReporting(ctx, "gpuWorkbench.checkpoints.removeRemoteRoot", async (arg) => {
+    const root = remoteRootOf(arg);
+    if (root) await provider.remote.remove(root);
+  });
+  registerReporting(ctx, "gpuWorkbench.checkpoints.refreshRemoteRoot", (arg) => {
+    provider.remote.refresh(remoteRootOf(arg));
+  });
   registerReporting(ctx, "gpuWorkbench.scanCheckpoints", () => scanWorkspace(ctx, provider, open));
   registerReporting(ctx, "gpuWorkbench.revealCheckpoint", async (arg) => {
     const p = pathOf(arg);
@@ -114,6 +149,7 @@ export function activateCheckpoints(ctx: Ctx): void {
     vscode.commands.registerCommand(CHECKPOINT_TEST_COMMANDS.treeItems, (settle?: boolean) =>
       provider.snapshot(settle === true),
     ),
+    vscode.commands.registerCommand(CHECKPOINT_TEST_COMMANDS.remoteTree, () => provider.remote.snapshot()),
   );
 }
 

@@ -8,6 +8,7 @@ import * as path from "node:path";
 import * as vscode from "vscode";
 import type { Ctx } from "../ctx";
 import * as proto from "../protocol";
+import { remoteOf } from "../remote/model";
 import { StateQueries, webviewHtml } from "../webview/html";
 import { CheckpointCallError, callCheckpoint } from "./backendCall";
 import type {
@@ -32,9 +33,14 @@ export class Inspector implements vscode.Disposable {
     return Inspector.all.find((i) => i.panel.active) ?? Inspector.all[Inspector.all.length - 1];
   }
 
-  static forPath(fsPath: string): Inspector | undefined {
+  /** The newest inspector of a file: of this machine's disk, or with `machine`, of that machine's. */
+  static forPath(fsPath: string, machine?: string): Inspector | undefined {
+    if (machine) {
+      const want = path.posix.normalize(fsPath);
+      return [...Inspector.all].reverse().find((i) => i.machine === machine && path.posix.normalize(i.fsPath) === want);
+    }
     const want = path.resolve(fsPath);
-    return [...Inspector.all].reverse().find((i) => path.resolve(i.fsPath) === want);
+    return [...Inspector.all].reverse().find((i) => !i.machine && path.resolve(i.fsPath) === want);
   }
 
   private summary: proto.CheckpointSummary | undefined;
@@ -58,6 +64,8 @@ export class Inspector implements vscode.Disposable {
     readonly panel: vscode.WebviewPanel,
     readonly fsPath: string,
     private readonly onCompare: (fsPath: string) => void,
+    /** The connected machine ("provider/id") the file is on and is read on; fsPath is its path. */
+    readonly machine?: string,
   ) {
     Inspector.all.push(this);
     panel.webview.html = webviewHtml(panel.webview, ctx.extension.extensionUri, {
@@ -75,7 +83,40 @@ export class Inspector implements vscode.Disposable {
         if (state === "ready" && transient && !this.loading) void this.load(true);
       }),
     );
+    if (machine) {
+      // A machine that (re)connects: a reading that failed for want of it is tried again.
+      this.subscriptions.push(
+        remoteOf(ctx).onDidChange((m) => {
+          if (m !== undefined && m !== machine) return;
+          const connected = remoteOf(ctx).get(machine)?.state === "connected";
+          if (connected && this.error?.kind === "RemoteUnavailable" && !this.loading) void this.load(true);
+        }),
+      );
+    }
     void this.load(false);
+  }
+
+  private get machineName(): string | null {
+    return this.machine ? remoteOf(this.ctx).nameOf(this.machine) : null;
+  }
+
+  /** For a file on a machine, what to do about an error, in the view's words. */
+  private remoteHint(e: ViewError): ViewError {
+    if (!this.machine) return e;
+    const name = this.machineName ?? this.machine;
+    if (e.kind === "RemoteUnavailable") {
+      return {
+        ...e,
+        hint: `Connect to ${name} (GPU Machines view, or the "not connected" row in Checkpoints); the file is read again once it is connected. ${e.hint ?? ""}`.trim(),
+      };
+    }
+    if (e.kind === "NotFound" || /no such file|not found/i.test(e.message)) {
+      return {
+        ...e,
+        hint: `The file is not on ${name} at ${this.fsPath} (moved or deleted?). Refresh its folder in the Checkpoints view, then open it again.`,
+      };
+    }
+    return e;
   }
 
   /** The file changed on disk (a new checkpoint was written): read it again. */
@@ -104,9 +145,9 @@ export class Inspector implements vscode.Disposable {
       const summary = await callCheckpoint(
         this.ctx,
         proto.checkpointInspect,
-        { path: this.fsPath },
+        { path: this.fsPath, ...(this.machine ? { machine: this.machine } : {}) },
         {
-          title: `Inspecting ${path.basename(this.fsPath)}`,
+          title: `Inspecting ${path.basename(this.fsPath)}${this.machine ? ` on ${this.machineName}` : ""}`,
           token: source.token,
           progress: "notification",
           onProgress: (message, percentage) =>
@@ -132,8 +173,8 @@ export class Inspector implements vscode.Disposable {
         e.hint = "Choose Retry to read it again.";
       }
       this.summary = undefined;
-      this.error = e;
-      void this.post({ type: "error", path: this.fsPath, error: e });
+      this.error = this.remoteHint(e);
+      void this.post({ type: "error", path: this.fsPath, error: this.error });
     } finally {
       if (gen === this.generation) {
         this.loading = undefined;
@@ -160,6 +201,7 @@ export class Inspector implements vscode.Disposable {
           tensors,
           bins: STATS_BINS,
           ...(tensors === null ? { timeBudgetMs: STATS_ALL_BUDGET_MS } : {}),
+          ...(this.machine ? { machine: this.machine } : {}),
         },
         {
           title: `Statistics of ${what}`,
@@ -177,7 +219,7 @@ export class Inspector implements vscode.Disposable {
         err instanceof CheckpointCallError
           ? err.toView()
           : { message: err instanceof Error ? err.message : String(err), hint: null, kind: null };
-      void this.post({ type: "statsError", tensors, error: e });
+      void this.post({ type: "statsError", tensors, error: this.remoteHint(e) });
       return undefined;
     } finally {
       if (this.statsRun === source) this.statsRun = undefined;
@@ -220,6 +262,7 @@ export class Inspector implements vscode.Disposable {
 
   /** The view (re)loaded: send what there is. */
   private sendAll(): void {
+    void this.post({ type: "source", machine: this.machine ?? null, machineName: this.machineName });
     if (this.deleted) void this.post({ type: "deleted", path: this.fsPath });
     else if (this.summary) {
       this.sendSummary(false);
@@ -251,7 +294,7 @@ export class Inspector implements vscode.Disposable {
         await this.load(true);
         break;
       case "compare":
-        this.onCompare(this.fsPath);
+        if (!this.machine) this.onCompare(this.fsPath); // the view offers no Compare for a machine's file
         break;
       case "showLogs":
         this.ctx.log.show();

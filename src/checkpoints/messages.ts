@@ -32,6 +32,8 @@ export interface InspectorDrive {
 
 /** Host → inspector view. */
 export type InspectorHostMessage =
+  /** Where the file is read: null for this computer, else the connected machine. */
+  | { type: "source"; machine: string | null; machineName: string | null }
   | { type: "loading"; path: string; reload: boolean; cancellable: boolean }
   /** The backend's progress report for the reading or statistics under way. */
   | { type: "progress"; message: string | null; percentage: number | null }
@@ -75,6 +77,8 @@ export interface RenderedStats {
 export interface InspectorRenderedState {
   status: "loading" | "ready" | "error" | "deleted";
   path: string | null;
+  /** The line saying which machine the file is read on; null for this computer's files. */
+  machine: string | null;
   format: string | null;
   /** Summary cards, label → text shown. */
   cards: Record<string, string>;

@@ -4,7 +4,10 @@
  * Free of `vscode` so the test bundle can import the names alone.
  */
 export const CHECKPOINT_TEST_COMMANDS = {
-  /** (path?) → InspectorRenderedState of that file's inspector (else the active one), after loading. */
+  /**
+   * (path?) → InspectorRenderedState of that file's inspector (else the active one), after
+   * loading; a `gpuwb-remote:` URI string names a file on a machine.
+   */
   editorState: "_gpuWorkbench.checkpoints.editorState",
   /** (drive, path?) → drives the inspector's view as a user would. */
   driveEditor: "_gpuWorkbench.checkpoints.driveEditor",
@@ -16,4 +19,6 @@ export const CHECKPOINT_TEST_COMMANDS = {
   driveDiff: "_gpuWorkbench.checkpoints.driveDiff",
   /** (settle?: boolean) → CheckpointTreeRow[] as the view shows them. */
   treeItems: "_gpuWorkbench.checkpoints.treeItems",
+  /** () → RemoteTreeRow[]: the remote roots and their rows as the view shows them (listing them). */
+  remoteTree: "_gpuWorkbench.checkpoints.remoteTree",
 } as const;

@@ -12,6 +12,10 @@ import * as proto from "../protocol";
 import { CheckpointCallError, callCheckpoint } from "./backendCall";
 import { type CheckpointEntry, type FoundFile, type FoundIndex, groupCheckpoints, shardsOfIndex } from "./discovery";
 import { formatBytes, formatCount, formatEpochStep, formatInt, formatName } from "./format";
+import { isRemoteNode, type RemoteNode, RemoteRoots } from "./remoteTree";
+
+/** A node of the view: a workspace checkpoint, or a remote root and what it holds. */
+export type CheckpointNode = CheckpointEntry | RemoteNode;
 
 export const VIEW_ID = "gpuWorkbench.checkpoints";
 const CACHE_KEY = "gpuWorkbench.checkpoints.details";
@@ -57,10 +61,12 @@ function relativeDir(p: string): string {
   return rel === path.dirname(p) || rel === "" ? "" : rel;
 }
 
-export class CheckpointsProvider implements vscode.TreeDataProvider<CheckpointEntry>, vscode.Disposable {
-  private readonly changed = new vscode.EventEmitter<CheckpointEntry | undefined>();
+export class CheckpointsProvider implements vscode.TreeDataProvider<CheckpointNode>, vscode.Disposable {
+  private readonly changed = new vscode.EventEmitter<CheckpointNode | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   private readonly subscriptions: vscode.Disposable[] = [this.changed];
+  /** Folders on connected machines, shown above the workspace's checkpoints. */
+  readonly remote: RemoteRoots;
   private watchers: vscode.Disposable[] = [];
   private entries: CheckpointEntry[] = [];
   /** How many folders the entries are in. */
@@ -79,6 +85,8 @@ export class CheckpointsProvider implements vscode.TreeDataProvider<CheckpointEn
   constructor(private readonly ctx: Ctx) {
     const saved = ctx.extension.workspaceState.get<Record<string, CheckpointDetails>>(CACHE_KEY, {});
     this.details = new Map(Object.entries(saved ?? {}));
+    this.remote = new RemoteRoots(ctx, (node) => this.changed.fire(node));
+    this.subscriptions.push(this.remote);
     this.watch();
     this.subscriptions.push(
       vscode.workspace.onDidChangeConfiguration((e) => {
@@ -102,11 +110,14 @@ export class CheckpointsProvider implements vscode.TreeDataProvider<CheckpointEn
   /** Read every entry's details again, ignoring the cache. */
   async refreshAll(): Promise<void> {
     this.details.clear();
+    this.remote.refresh();
     this.refresh();
     await this.snapshot(true);
   }
 
-  getTreeItem(entry: CheckpointEntry): vscode.TreeItem {
+  getTreeItem(node: CheckpointNode): vscode.TreeItem {
+    if (isRemoteNode(node)) return this.remote.treeItem(node);
+    const entry = node;
     const d = this.current(entry);
     const item = new vscode.TreeItem(entry.label, vscode.TreeItemCollapsibleState.None);
     item.id = entry.path;
@@ -124,8 +135,16 @@ export class CheckpointsProvider implements vscode.TreeDataProvider<CheckpointEn
     return item;
   }
 
-  async getChildren(entry?: CheckpointEntry): Promise<CheckpointEntry[]> {
-    if (entry) return [];
+  async getChildren(node?: CheckpointNode): Promise<CheckpointNode[]> {
+    if (node) return isRemoteNode(node) ? this.remote.children(node) : [];
+    return [...this.remote.nodes(), ...(await this.workspaceEntries())];
+  }
+
+  getParent(node: CheckpointNode): CheckpointNode | undefined {
+    return isRemoteNode(node) && node.type !== "remoteRoot" ? { type: "remoteRoot", root: node.root } : undefined;
+  }
+
+  private async workspaceEntries(): Promise<CheckpointEntry[]> {
     if (!this.scanned) this.scanned = this.scan();
     await this.scanned;
     this.enqueueMissing();
@@ -134,7 +153,7 @@ export class CheckpointsProvider implements vscode.TreeDataProvider<CheckpointEn
 
   /** The entries, as the view shows them; with `settle`, after every pending inspection. */
   async snapshot(settle = false): Promise<CheckpointTreeRow[]> {
-    await this.getChildren();
+    await this.workspaceEntries();
     if (settle) await this.idle();
     return this.entries.map((e) => {
       const item = this.getTreeItem(e);
@@ -157,7 +176,7 @@ export class CheckpointsProvider implements vscode.TreeDataProvider<CheckpointEn
 
   /** The current entries (scanning first if needed). */
   async list(): Promise<CheckpointEntry[]> {
-    return this.getChildren();
+    return this.workspaceEntries();
   }
 
   /** Details for an entry, when its files have not changed since they were read. */
