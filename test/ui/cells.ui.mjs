@@ -1,32 +1,9 @@
 // UI tests of cells in a Python file: Shift+Enter through the quickstart with results shown
 // under each cell, and a window reload during a long cell that loses none of its output.
-import { openFile, STATUS_READY, withWorkbench } from "./lib.mjs";
+import { openFile, STATUS_READY, waitForNotes, withWorkbench } from "./lib.mjs";
 
 export const tests = [];
 const test = (title, fn) => tests.push({ title, fn });
-
-/** The texts of the editor's inline result notes (rendered as ::after content). */
-function inlineNotes(page) {
-  return page.evaluate(() => {
-    const out = [];
-    for (const el of document.querySelectorAll(".monaco-editor .view-lines span")) {
-      const c = getComputedStyle(el, "::after").content;
-      if (c && c !== "none" && c !== "normal") out.push(c.replace(/^"|"$/g, ""));
-    }
-    return out;
-  });
-}
-
-async function waitForNotes(page, predicate, what, timeoutMs = 60_000) {
-  const t0 = Date.now();
-  let notes = [];
-  while (Date.now() - t0 < timeoutMs) {
-    notes = await inlineNotes(page);
-    if (predicate(notes)) return notes;
-    await page.waitForTimeout(200);
-  }
-  throw new Error(`timed out waiting for ${what}; inline notes: ${JSON.stringify(notes)}`);
-}
 
 test("Shift+Enter through the quickstart shows a result under each cell", async (env) => {
   await withWorkbench(env, {}, async ({ page, screenshot }) => {

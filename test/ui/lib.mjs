@@ -25,6 +25,29 @@ export async function runFromPalette(page, title) {
   await page.keyboard.press("Enter");
 }
 
+/** The texts of the editor's inline result notes (rendered as ::after content). */
+export function inlineNotes(page) {
+  return page.evaluate(() => {
+    const out = [];
+    for (const el of document.querySelectorAll(".monaco-editor .view-lines span")) {
+      const c = getComputedStyle(el, "::after").content;
+      if (c && c !== "none" && c !== "normal") out.push(c.replace(/^"|"$/g, ""));
+    }
+    return out;
+  });
+}
+
+export async function waitForNotes(page, predicate, what, timeoutMs = 60_000) {
+  const t0 = Date.now();
+  let notes = [];
+  while (Date.now() - t0 < timeoutMs) {
+    notes = await inlineNotes(page);
+    if (predicate(notes)) return notes;
+    await page.waitForTimeout(200);
+  }
+  throw new Error(`timed out waiting for ${what}; inline notes: ${JSON.stringify(notes)}`);
+}
+
 /** Open a workspace file through Quick Open. */
 export async function openFile(page, name) {
   await page.keyboard.press("Control+P");
