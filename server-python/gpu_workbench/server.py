@@ -84,7 +84,7 @@ from .remote.manager import RemoteManager, split_kernel_id
 from .rpc import Connection, PlainJson, RequestContext, Route, Router
 from .status import SERVER_NAME, build_status
 from .vms.base import CreateRequest
-from .vms.service import VmService, load_extra_providers
+from .vms.service import VmService, kernels_keep_busy, load_extra_providers
 
 # Debug mode only (tests): extra VM providers, "name=module:Class,...".
 EXTRA_PROVIDERS_ENV = "GPUWB_VM_EXTRA_PROVIDERS"
@@ -294,6 +294,7 @@ class Server(Router):
             extra = self._environ.get(EXTRA_PROVIDERS_ENV)
             if extra and self.debug_methods:
                 load_extra_providers(self._vms, extra)
+            self._vms.busy = self._vm_busy
             self._vms.start_watchdog()
         self._gpu = GpuMonitor(self._notify, self._environ, options.gpu)
         self._remote_manager = RemoteManager(
@@ -612,6 +613,13 @@ class Server(Router):
         return self._vm_service().find(provider, vm_id, credentials)
 
     # ---- VMs (results are plain JSON built by the provider records' to_json) ----
+
+    def _vm_busy(self, vm: Any) -> bool:
+        """Idle autostop: a machine whose kernel runs or has queued cells is not idle."""
+        remote = self._remote_manager
+        if remote is None or vm.provider == "local":
+            return False
+        return kernels_keep_busy(remote.list_kernels(), vm.key)
 
     def _vm_service(self) -> VmService:
         if self._vms is None:

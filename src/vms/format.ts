@@ -1,5 +1,5 @@
 /** Pure formatting of machines and money (no `vscode`, unit-tested). */
-import type { VmInfo } from "../protocol";
+import type { KernelInfo, VmIdleWarningParams, VmInfo } from "../protocol";
 
 export function money(n: number | null | undefined): string {
   if (n === null || n === undefined || !Number.isFinite(n)) return "$?";
@@ -116,4 +116,50 @@ export function sshArgs(vm: VmInfo): string[] {
   if (t.identityFile) args.push("-i", t.identityFile);
   args.push(t.user ? `${t.user}@${t.host}` : t.host);
   return args;
+}
+
+/** The machine a kernel runs on, as a machine key: "provider/id"; "local/local" for this one. */
+export function kernelMachineKey(k: Pick<KernelInfo, "machine">): string {
+  return k.machine || "local/local";
+}
+
+/** Whether a kernel is still there to show (dead and exited ones are not). */
+export function kernelLive(k: Pick<KernelInfo, "state">): boolean {
+  return k.state !== "dead" && k.state !== "exited";
+}
+
+/**
+ * A kernel row under its machine: ["quickstart.py", "busy · 2 queued · Python 3.12.1 · pid 4242"].
+ * The name is the file or notebook it was started for (else its id).
+ */
+export function kernelRowText(
+  k: Pick<KernelInfo, "kernelId" | "name" | "state" | "queue" | "pythonVersion" | "pid">,
+): [string, string] {
+  const parts: string[] = [k.state];
+  if (k.queue.length) parts.push(`${k.queue.length} queued`);
+  if (k.pythonVersion) parts.push(`Python ${k.pythonVersion}`);
+  if (k.pid) parts.push(`pid ${k.pid}`);
+  return [k.name || k.kernelId, parts.join(" · ")];
+}
+
+/** Idle-warning actions that report what was done (the others announce what will be). */
+export const DONE_ACTIONS = new Set(["stopped", "terminated"]);
+
+/** The idle warning's text: before acting, or once done (`action` "stopped"/"terminated"). */
+export function idleWarningText(
+  p: Pick<VmIdleWarningParams, "name" | "action" | "actAt">,
+  nowMs: number,
+  pricePerHour?: number | null,
+  idleMinutes?: number,
+): string {
+  if (DONE_ACTIONS.has(p.action)) {
+    const after = idleMinutes ? ` after ${idleMinutes} idle minute${idleMinutes === 1 ? "" : "s"}` : " while idle";
+    return `${p.name} was ${p.action}${after}.`;
+  }
+  const actAtMs = p.actAt > 1e12 ? p.actAt : p.actAt * 1000;
+  const minutes = Math.max(1, Math.round((actAtMs - nowMs) / 60_000));
+  const when = `in ${minutes} minute${minutes === 1 ? "" : "s"}`;
+  if (p.action === "stop" || p.action === "terminate")
+    return `${p.name} will be ${p.action === "stop" ? "stopped" : "terminated"} ${when} because it is idle.`;
+  return `${p.name} is idle and still costs ${rate(pricePerHour)}; it is not stopped automatically.`;
 }

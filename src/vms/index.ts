@@ -7,13 +7,14 @@ import { registerReporting } from "../commands";
 import type { Ctx } from "../ctx";
 import { VmCommands } from "./commands";
 import { CredentialStore } from "./credentials";
+import { VmKernels } from "./kernels";
 import { VmModel } from "./model";
 import { clearScript, promptLog, scriptAnswers } from "./prompts";
 import { redactor } from "./redact";
 import { ManagedSshConfig } from "./sshConfig";
 import { costsMoney, VmStatus } from "./status";
 import { VM_TEST_COMMANDS } from "./testCommands";
-import { type GpuSnapshots, VMS_VIEW_ID, VmTreeProvider } from "./tree";
+import { type GpuSnapshots, VMS_VIEW_ID, type VmNode, VmTreeProvider } from "./tree";
 
 export { VM_TEST_COMMANDS };
 
@@ -23,7 +24,8 @@ export function activateVms(ctx: Ctx, gpus?: GpuSnapshots): void {
   const ssh = new ManagedSshConfig(ctx.extension);
   const cmds = new VmCommands(ctx, model, ssh);
   const target = () => cmds.kernelTarget();
-  const tree = new VmTreeProvider(model, target, gpus);
+  const kernels = new VmKernels(ctx, model);
+  const tree = new VmTreeProvider(model, target, gpus, kernels);
   const view = vscode.window.createTreeView(VMS_VIEW_ID, { treeDataProvider: tree, showCollapseAll: false });
   const status = new VmStatus(ctx, model, target);
   const refreshTitle = () => {
@@ -36,6 +38,7 @@ export function activateVms(ctx: Ctx, gpus?: GpuSnapshots): void {
   ctx.subscriptions.push(
     creds,
     model,
+    kernels,
     tree,
     view,
     status,
@@ -69,6 +72,20 @@ export function activateVms(ctx: Ctx, gpus?: GpuSnapshots): void {
   reg("gpuWorkbench.vms.keepRunning", (p, id) =>
     typeof p === "string" && typeof id === "string" ? status.keepRunning(p, id) : undefined,
   );
+  // A kernel row's context menu: the kernels area's own commands, for the row's kernel.
+  for (const [id, kernelCommand] of [
+    ["gpuWorkbench.vms.interruptKernel", "gpuWorkbench.interruptKernel"],
+    ["gpuWorkbench.vms.restartKernel", "gpuWorkbench.restartKernel"],
+    ["gpuWorkbench.vms.shutdownKernel", "gpuWorkbench.shutdownKernel"],
+  ] as const) {
+    reg(id, async (node) => {
+      const kernelId = kernelIdOf(node);
+      if (!kernelId) return undefined;
+      const result = await vscode.commands.executeCommand(kernelCommand, kernelId);
+      void kernels.list();
+      return result;
+    });
+  }
   reg("gpuWorkbench.vms.revealActive", async () => {
     await vscode.commands.executeCommand(`${VMS_VIEW_ID}.focus`);
     const vm = status.active;
@@ -98,4 +115,11 @@ export function activateVms(ctx: Ctx, gpus?: GpuSnapshots): void {
       }),
     );
   }
+}
+
+/** The kernel a command was given: a kernel row of the view, or a kernel id. */
+function kernelIdOf(arg: unknown): string | undefined {
+  if (typeof arg === "string") return arg;
+  const node = arg as Partial<VmNode> | undefined;
+  return node?.kind === "kernel" && node.kernel ? node.kernel.kernelId : undefined;
 }

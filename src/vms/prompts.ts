@@ -60,3 +60,20 @@ export async function confirm(message: string, detail: string, ...actions: strin
   if (s.has) return s.value && actions.includes(s.value) ? s.value : undefined;
   return vscode.window.showWarningMessage(message, { modal: true, detail }, ...actions);
 }
+
+/**
+ * A non-modal warning with actions (e.g. the idle warning's "Keep Running"); resolves to the
+ * chosen action, or undefined when dismissed (it may never resolve: nobody has to answer).
+ */
+export async function notify(message: string, ...actions: string[]): Promise<string | undefined> {
+  promptLog.push(`notify: ${message}`);
+  const s = next();
+  if (s.has) return s.value && actions.includes(s.value) ? s.value : undefined;
+  return vscode.window.showWarningMessage(message, ...actions);
+}
+
+/** A plain information message; it takes no scripted answer (there is nothing to choose). */
+export function notice(message: string): void {
+  promptLog.push(`notice: ${message}`);
+  void vscode.window.showInformationMessage(message);
+}

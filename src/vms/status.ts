@@ -8,8 +8,9 @@ import type { LanguageClient } from "vscode-languageclient/node";
 import type { Ctx } from "../ctx";
 import * as proto from "../protocol";
 import { callVm } from "./calls";
-import { money, rate, vmKey } from "./format";
+import { DONE_ACTIONS, idleWarningText, money, rate, vmKey } from "./format";
 import type { VmModel } from "./model";
+import { notice, notify } from "./prompts";
 import { NO_AUTOSTOP_PROVIDERS, vmSettings } from "./settings";
 
 /** Running machines that cost money (this computer and free hosts do not show in the status bar). */
@@ -27,6 +28,10 @@ export interface VmStatusSnapshot {
   active: string | undefined;
   idle: string[];
   budgets: proto.VmBudgetStatus[];
+  /** Idle autostop as last known per machine ("provider/id"): set, warned or kept running. */
+  autostop: Record<string, proto.VmAutostopInfo>;
+  /** The backend's idle warnings received since this client connected, oldest first. */
+  idleWarnings: proto.VmIdleWarningParams[];
 }
 
 export class VmStatus implements vscode.Disposable {
@@ -218,18 +223,32 @@ export class VmStatus implements vscode.Disposable {
   }
 
   private onIdleWarning(p: proto.VmIdleWarningParams): void {
-    const actAtMs = p.actAt > 1e12 ? p.actAt : p.actAt * 1000;
-    const minutes = Math.max(1, Math.round((actAtMs - Date.now()) / 60_000));
-    const when = `in ${minutes} minute${minutes === 1 ? "" : "s"}`;
+    const key = `${p.provider}/${p.id}`;
     this.lastIdleWarning = p;
-    this.ctx.log.info(`Idle warning for ${p.name} (${p.provider}/${p.id}): ${p.action} ${when}`);
+    this.idleWarnings.push(p);
+    if (this.idleWarnings.length > 50) this.idleWarnings.shift();
+    const known = this.autostop.get(key);
     const vm = this.model.find(p.provider, p.id);
-    const msg =
-      p.action === "stop" || p.action === "terminate"
-        ? `${p.name} will be ${p.action === "stop" ? "stopped" : "terminated"} ${when} because it is idle.`
-        : `${p.name} is idle and still costs ${rate(vm?.pricePerHour)}; it is not stopped automatically.`;
+    const msg = idleWarningText(p, Date.now(), vm?.pricePerHour, known?.info.idleMinutes);
+    this.ctx.log.info(`Idle autostop of ${p.name} (${key}): ${p.action}. ${msg}`);
+    if (DONE_ACTIONS.has(p.action)) {
+      // The backend acted on its own: show the machine's new state now, not at the next poll.
+      this.autostop.delete(key);
+      notice(msg);
+      void this.model.refresh();
+      return;
+    }
+    if (known) {
+      const minutes = known.info.idleMinutes;
+      known.info = {
+        ...known.info,
+        actAt: p.actAt,
+        idleSince: known.info.idleSince ?? (minutes ? p.actAt - minutes * 60 : null),
+        action: p.action,
+      };
+    }
     const actions = p.action === "warn" ? ["Keep Running", "Terminate…"] : ["Keep Running"];
-    void vscode.window.showWarningMessage(msg, ...actions).then(async (c) => {
+    void notify(msg, ...actions).then(async (c) => {
       if (c === "Keep Running") await this.keepRunning(p.provider, p.id);
       if (c === "Terminate…") {
         await vscode.commands.executeCommand("gpuWorkbench.vms.terminate", { provider: p.provider, id: p.id });
@@ -239,6 +258,7 @@ export class VmStatus implements vscode.Disposable {
   }
 
   lastIdleWarning: proto.VmIdleWarningParams | undefined;
+  private readonly idleWarnings: proto.VmIdleWarningParams[] = [];
 
   async keepRunning(provider: string, id: string): Promise<proto.VmAutostopInfo | undefined> {
     try {
@@ -275,6 +295,8 @@ export class VmStatus implements vscode.Disposable {
       active: this.active ? vmKey(this.active) : undefined,
       idle: this.idleNames(),
       budgets: this.cost?.budgets ?? [],
+      autostop: Object.fromEntries([...this.autostop].map(([k, v]) => [k, v.info])),
+      idleWarnings: [...this.idleWarnings],
     };
   }
 

@@ -1,14 +1,16 @@
 /**
  * The GPU Machines view: one node per provider (with why it is unavailable, or a "Set
  * credentials…" item), its machines below with a state icon and
- * "type · GPU · region · $/h · uptime · $accrued".
+ * "type · GPU · region · $/h · uptime · $accrued", and under a machine its GPUs, then the
+ * kernels running on it (busy/idle, with Interrupt / Restart / Shut Down), then forwarded ports.
  */
 import * as vscode from "vscode";
 import { celsius, memory, percent } from "../gpu/format";
 import type * as proto from "../protocol";
 import { autostopText, forwardText, interpreterText, stateIconOf, stateText } from "../remote/format";
 import { canConnect } from "../remote/model";
-import { describeVm, duration, gpuText, money, rate, stateIcon, uptimeSeconds, vmKey } from "./format";
+import { describeVm, duration, gpuText, kernelRowText, money, rate, stateIcon, uptimeSeconds, vmKey } from "./format";
+import type { KernelRows } from "./kernels";
 import type { VmModel } from "./model";
 
 export const VMS_VIEW_ID = "gpuWorkbench.machines";
@@ -17,6 +19,7 @@ export type VmNode =
   | { kind: "provider"; provider: proto.VmProviderInfo }
   | { kind: "vm"; vm: proto.VmInfo }
   | { kind: "gpu"; vm: proto.VmInfo; gpu: proto.GpuInfo }
+  | { kind: "kernel"; vm: proto.VmInfo; kernel: proto.KernelInfo }
   | { kind: "forward"; vm: proto.VmInfo; forward: proto.RemoteForward }
   | { kind: "info"; provider: string; label: string; detail: string; action?: "credentials" | "logs" | "create" };
 
@@ -32,6 +35,9 @@ export interface VmTreeRow {
   provider: string;
   id?: string;
   state?: string;
+  /** Kernel rows: the kernel's id and its machine ("provider/id"). */
+  kernelId?: string;
+  machine?: string;
 }
 
 /** Where the tree reads the GPUs of a machine (this machine's from the GPU sampler). */
@@ -48,13 +54,17 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
   private readonly gpuSub: vscode.Disposable | undefined;
   private gpuKey = new Map<string, string>();
   private readonly remoteSub: vscode.Disposable;
+  private readonly kernelSub: vscode.Disposable | undefined;
 
   constructor(
     private readonly model: VmModel,
     private readonly kernelTarget: () => string | undefined,
     private readonly gpus?: GpuSnapshots,
+    private readonly kernels?: KernelRows,
   ) {
     this.sub = model.onDidChange(() => this.changed.fire(undefined));
+    // A kernel started, ended or turned busy/idle (a machine may gain or lose its children).
+    this.kernelSub = kernels?.onDidChange(() => this.changed.fire(undefined));
     // A connection's state or forwards changed: its row (and children) change with it.
     this.remoteSub = model.remote.onDidChange(() => this.changed.fire(undefined));
     // Refresh a machine's row only when what its GPU rows show changes (not every sample).
@@ -84,7 +94,8 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
 
   getParent(node: VmNode): VmNode | undefined {
     if (node.kind === "provider") return undefined;
-    if (node.kind === "gpu" || node.kind === "forward") return this.nodes.get(`vm:${vmKey(node.vm)}`);
+    if (node.kind === "gpu" || node.kind === "kernel" || node.kind === "forward")
+      return this.nodes.get(`vm:${vmKey(node.vm)}`);
     const p = node.kind === "vm" ? node.vm.provider : node.provider;
     return this.nodes.get(`provider:${p}`);
   }
@@ -105,7 +116,8 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
       }
       return this.model.providers.map((p) => this.remember({ kind: "provider", provider: p }));
     }
-    if (node.kind === "vm") return [...this.gpuNodes(node.vm), ...this.forwardNodes(node.vm)];
+    if (node.kind === "vm")
+      return [...this.gpuNodes(node.vm), ...this.kernelNodes(node.vm), ...this.forwardNodes(node.vm)];
     if (node.kind !== "provider") return [];
     const p = node.provider;
     const out: VmNode[] = [];
@@ -148,6 +160,12 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
     return (snap?.gpus ?? []).map((gpu) => ({ kind: "gpu", vm, gpu }));
   }
 
+  /** The kernels running on a machine (this machine's: those with no `machine`). */
+  private kernelNodes(vm: proto.VmInfo): VmNode[] {
+    if (vm.state !== "running") return [];
+    return (this.kernels?.kernelsOf(vm) ?? []).map((kernel) => ({ kind: "kernel", vm, kernel }));
+  }
+
   /** Ports forwarded from a connected machine: "localhost:6006 → 6006". */
   private forwardNodes(vm: proto.VmInfo): VmNode[] {
     const r = this.model.remote.get(vmKey(vm));
@@ -165,6 +183,7 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
     if (node.kind === "provider") return this.providerItem(node.provider);
     if (node.kind === "vm") return this.vmItem(node.vm);
     if (node.kind === "gpu") return gpuItem(node.gpu);
+    if (node.kind === "kernel") return kernelItem(node.vm, node.kernel);
     if (node.kind === "forward") return forwardItem(node.vm, node.forward);
     const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
     item.tooltip = node.detail;
@@ -212,7 +231,7 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
   }
 
   private vmItem(vm: proto.VmInfo): vscode.TreeItem {
-    const expandable = this.gpuNodes(vm).length + this.forwardNodes(vm).length > 0;
+    const expandable = this.gpuNodes(vm).length + this.kernelNodes(vm).length + this.forwardNodes(vm).length > 0;
     const item = new vscode.TreeItem(
       vm.name || vm.id,
       expandable ? vscode.TreeItemCollapsibleState.Expanded : vscode.TreeItemCollapsibleState.None,
@@ -269,6 +288,7 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
           contextValue: item.contextValue ?? "",
           provider: n.kind === "provider" ? n.provider.name : n.kind === "info" ? n.provider : n.vm.provider,
           ...(n.kind === "vm" ? { id: n.vm.id, state: n.vm.state } : {}),
+          ...(n.kind === "kernel" ? { machine: vmKey(n.vm), kernelId: n.kernel.kernelId, state: n.kernel.state } : {}),
         });
         walk(this.getChildren(n), depth + 1);
       }
@@ -280,6 +300,7 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
   dispose(): void {
     this.sub.dispose();
     this.gpuSub?.dispose();
+    this.kernelSub?.dispose();
     this.remoteSub.dispose();
     this.changed.dispose();
   }
@@ -312,6 +333,32 @@ function gpuItem(gpu: proto.GpuInfo): vscode.TreeItem {
   item.tooltip = md;
   item.contextValue = "gpuWorkbench.gpu";
   item.command = { command: "gpuWorkbench.showGpuPanel", title: "Show GPU Panel" };
+  return item;
+}
+
+/**
+ * A kernel on a machine: "quickstart.py" and "busy · 1 queued · Python 3.12.1 · pid 4242";
+ * Interrupt (while busy), Restart and Shut Down in its context menu.
+ */
+function kernelItem(vm: proto.VmInfo, k: proto.KernelInfo): vscode.TreeItem {
+  const [label, description] = kernelRowText(k);
+  const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.None);
+  item.id = `kernel:${vmKey(vm)}:${k.kernelId}`;
+  item.description = description;
+  const busy = k.state === "busy" || k.state === "starting";
+  item.iconPath = new vscode.ThemeIcon(
+    busy ? "pulse" : "server-process",
+    busy ? new vscode.ThemeColor("charts.yellow") : undefined,
+  );
+  const md = new vscode.MarkdownString(`**Kernel ${escapeMd(label)}** — ${k.state}\n\n`);
+  md.appendMarkdown(`ID: ${escapeMd(k.kernelId)}  \n`);
+  md.appendMarkdown(`Python ${escapeMd(k.pythonVersion || "?")}: ${escapeMd(k.python)}  \n`);
+  if (k.cwd) md.appendMarkdown(`Working directory: ${escapeMd(k.cwd)}  \n`);
+  if (k.createdAt) md.appendMarkdown(`Started: ${new Date(k.createdAt * 1000).toLocaleString()}  \n`);
+  item.tooltip = md;
+  // viewItem =~ /^gpuWorkbench\.vmKernel\.busy\b/ offers Interrupt only while something runs.
+  item.contextValue = `gpuWorkbench.vmKernel.${k.state}`;
+  item.accessibilityInformation = { label: `Kernel ${label}, ${description}` };
   return item;
 }
 

@@ -14,21 +14,25 @@ Decisions (documented once here):
 - Settings: the `vms` section of initializationOptions or of gpuWorkbench.vms, e.g.
   {"aws": {"endpointUrl", "regions", "profile"}, "lambda": {"apiUrl"}, "linode": {"apiUrl"},
   "ssh": {"hosts": [...]}, "autostopTickSeconds": 30}; env fallbacks GPUWB_AWS_ENDPOINT_URL,
-  GPUWB_LAMBDA_API_URL, GPUWB_LINODE_API_URL. In an untrusted workspace, endpoint overrides
+  GPUWB_LAMBDA_API_URL, GPUWB_LINODE_API_URL, GPUWB_VM_AUTOSTOP_TICK_SECONDS (how often the
+  watchdog looks; tests make it short, the idle window itself is still whole minutes). In an untrusted workspace, endpoint overrides
   and programs from settings (keys ending in `Url` or `Path`, `configFile`, `sshDir`, `hosts`)
   are ignored, because
   workspace settings could send credentials to a server of the workspace author's choosing;
   the env fallbacks still apply (the environment is the user's, not the workspace's).
 - The local machine is never recorded in the ledger (it costs 0) and never acted on.
 - Idle autostop: a VM is idle when `busy(vm)` is False and `gpu_utilization(vm)` is known and
-  under the threshold, at every tick of the window. Today kernels run only locally, so the
-  default `busy` is False for remote VMs. GPU utilization None (unknown: no SSH target,
+  under the threshold, at every tick of the window. The server makes `busy` true while a
+  kernel on the VM (over a remote connection) runs or has cells queued (kernels_keep_busy);
+  the default `busy` (no server) is False. GPU utilization None (unknown: no SSH target,
   unreachable, no nvidia-smi) means not idle, so an unobservable VM is never stopped. With a
   multi-GPU VM the busiest GPU counts. The warning (vm/idleWarning) goes out 2 minutes
   before acting (at once when the window is shorter); vm/keepRunning restarts the window.
   Action: stop when the VM can stop and stopping ends billing; else terminate when
   terminateIfNoStop and the VM can terminate; else a vm/idleWarning with action "warn"
-  (once per idle window).
+  (once per idle window). Once a stop or terminate is done, a last vm/idleWarning says so
+  with action "stopped" or "terminated" (and actAt the time it acted), so the client can
+  refresh its views and tell the user at once instead of at its next poll.
 """
 
 from __future__ import annotations
@@ -243,8 +247,16 @@ def _untrusted_key(key: str) -> bool:
     return lowered.endswith(("url", "path")) or lowered in ("configfile", "sshdir", "hosts")
 
 
-def tick_seconds(settings: Mapping[str, Any]) -> float:
-    value = settings.get("autostopTickSeconds")
+TICK_ENV = "GPUWB_VM_AUTOSTOP_TICK_SECONDS"
+
+
+def tick_seconds(settings: Mapping[str, Any], environ: Optional[Mapping[str, str]] = None) -> float:
+    value: Any = settings.get("autostopTickSeconds")
+    if value is None and environ is not None and environ.get(TICK_ENV):
+        try:
+            value = float(environ[TICK_ENV])
+        except ValueError:
+            log.warning("ignoring %s=%r (not a number)", TICK_ENV, environ[TICK_ENV])
     if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
         return max(MIN_TICK_SECONDS, float(value))
     return DEFAULT_TICK_SECONDS
@@ -307,6 +319,20 @@ def parse_utilization(text: str) -> Optional[float]:
         except ValueError:
             return None  # "[N/A]" or an error message: unknown
     return max(values) if values else None
+
+
+def kernels_keep_busy(kernels: Iterable[Mapping[str, Any]], key: str) -> bool:
+    """Whether a kernel on machine `key` ("provider/id") is running or has cells queued.
+
+    `kernels` are KernelInfo records as kernel/list gives them (remote ones carry `machine`).
+    Such a machine is not idle whatever its GPU utilization (a CPU-bound cell is work too).
+    """
+    for k in kernels:
+        if k.get("machine") != key:
+            continue
+        if k.get("state") in ("busy", "starting") or k.get("queue"):
+            return True
+    return False
 
 
 # ---- autostop state ----
@@ -380,7 +406,7 @@ class VmService:
 
     @property
     def tick_seconds(self) -> float:
-        return tick_seconds(self._settings)
+        return tick_seconds(self._settings, self._environ)
 
     def register(self, name: str, factory: ProviderFactory, display_name: str = "") -> None:
         """Add or replace a provider (tests, and debug-mode extra providers)."""
@@ -923,13 +949,15 @@ class VmService:
             log.warning("autostop: %s of %s failed: %s", action, key, SECRETS.redact(exc.message))
             self._send_warning(vm, act_at, "warn")
             return
+        done = "stopped" if action == "stop" else "terminated"
         with self._lock:
             watch.idle_since = None
             watch.warned = False
-            watch.reason = "%s after idling" % ("stopped" if action == "stop" else "terminated")
+            watch.reason = "%s after idling" % done
             if action == "terminate":
                 self._autostop.pop(key, None)
                 self._save_autostop()
+        self._send_warning(vm, self.now(), done)
 
     def _busy(self, watch: _Watch, reason: str) -> None:
         with self._lock:

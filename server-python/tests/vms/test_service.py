@@ -12,7 +12,13 @@ from vm_fakes import FakeCloud, FakeProvider, LeakyProvider
 from gpu_workbench.errors import ApplicationError, RequestCancelled
 from gpu_workbench.vms import service as service_module
 from gpu_workbench.vms.base import CreateRequest, ProviderError, Vm
-from gpu_workbench.vms.service import VmService, parse_utilization, provider_settings
+from gpu_workbench.vms.service import (
+    VmService,
+    kernels_keep_busy,
+    parse_utilization,
+    provider_settings,
+    tick_seconds,
+)
 
 TOKEN = "sk-planted-SECRET-7f3a9c"
 MIN = 60.0
@@ -304,8 +310,17 @@ def test_autostop_warns_two_minutes_before_then_stops(rig: Rig) -> None:
     rig.tick_at(10)
     assert cloud.calls[-1] == "stop %s" % vm.id
     assert cloud.vms[vm.id].state == "stopped"
+    # Once done, the client is told so (to refresh its views now, not at its next poll).
+    assert rig.warnings()[-1] == {
+        "provider": "auto",
+        "id": vm.id,
+        "name": vm.name,
+        "actAt": rig.clock.t,
+        "action": "stopped",
+    }
     rig.tick_at(11)
     assert cloud.calls.count("stop %s" % vm.id) == 1
+    assert len(rig.warnings()) == 2
 
 
 def test_keep_running_resets_the_window(rig: Rig) -> None:
@@ -357,7 +372,7 @@ def test_no_stop_terminates_when_allowed(rig: Rig) -> None:
     assert rig.service.autostop_info("lam", vm.id)["action"] == "terminate"
     rig.tick_at(0)
     rig.tick_at(10)
-    assert [w["action"] for w in rig.warnings()] == ["terminate"]
+    assert [w["action"] for w in rig.warnings()] == ["terminate", "terminated"]
     assert cloud.vms[vm.id].state == "terminated"
     assert rig.service.autostop_info("lam", vm.id)["action"] == "off"
 
@@ -403,6 +418,32 @@ def test_invalid_autostop_params(rig: Rig) -> None:
         rig.service.set_autostop("local", "local", -1, None, None)
     with pytest.raises(ApplicationError):
         rig.service.set_autostop("local", "local", 5, 150.0, None)
+
+
+def test_a_running_or_queued_kernel_keeps_its_machine_busy() -> None:
+    key = "aws/i-1"
+    idle = {"machine": key, "state": "idle", "queue": []}
+    assert not kernels_keep_busy([], key)
+    assert not kernels_keep_busy([idle], key)
+    assert kernels_keep_busy([idle, {"machine": key, "state": "busy", "queue": []}], key)
+    assert kernels_keep_busy([{"machine": key, "state": "starting", "queue": []}], key)
+    assert kernels_keep_busy([{"machine": key, "state": "idle", "queue": ["e2"]}], key)
+    # Kernels of other machines, this machine's (no `machine`) and ended ones do not count.
+    others = [
+        {"machine": "aws/i-2", "state": "busy", "queue": ["e1"]},
+        {"machine": None, "state": "busy", "queue": []},
+        {"state": "busy", "queue": []},
+        {"machine": key, "state": "dead", "queue": []},
+    ]
+    assert not kernels_keep_busy(others, key)
+
+
+def test_tick_seconds_setting_then_env_fallback() -> None:
+    assert tick_seconds({}, {}) == 30.0
+    assert tick_seconds({}, {"GPUWB_VM_AUTOSTOP_TICK_SECONDS": "0.25"}) == 0.25
+    assert tick_seconds({}, {"GPUWB_VM_AUTOSTOP_TICK_SECONDS": "0"}) == 0.05
+    assert tick_seconds({}, {"GPUWB_VM_AUTOSTOP_TICK_SECONDS": "soon"}) == 30.0
+    assert tick_seconds({"autostopTickSeconds": 2}, {"GPUWB_VM_AUTOSTOP_TICK_SECONDS": "9"}) == 2.0
 
 
 def test_watchdog_thread_ticks(tmp_path: Path) -> None:

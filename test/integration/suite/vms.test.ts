@@ -1,13 +1,17 @@
 // GPU machines in a real VS Code: the GPU Machines view over moto's EC2 server and the
 // Lambda/Linode contract servers (server-python/tests/vms/fake_clouds.py), create / stop /
 // terminate through the real commands (prompts answered by a test-only script), the cost
-// status item, and a planted API token that must never reach a log or trace file.
+// status item, and a planted API token that must never reach a log or trace file. Idle
+// autostop end to end: the backend's watchdog (ticking fast, GPU utilization read through a
+// stand-in `ssh` since moto's machines have no nvidia-smi, its clock moved with debug/clock)
+// warns, "Keep Running" is answered, and the machine is then stopped on moto. Kernel rows.
 import * as assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import * as fs from "node:fs/promises";
 import * as net from "node:net";
+import * as os from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
 import * as vscode from "vscode";
@@ -49,6 +53,49 @@ function script(...answers: (string | null)[]): Thenable<void> {
   return vscode.commands.executeCommand(T.script, answers);
 }
 
+function statusItem(): Thenable<VmStatusSnapshot> {
+  return vscode.commands.executeCommand<VmStatusSnapshot>(T.statusItem);
+}
+
+/** An instance's state as moto's EC2 reports it (boto3's describe-instances). */
+function motoState(endpoint: string, id: string): Promise<string> {
+  const code = [
+    "import boto3, sys",
+    'ec2 = boto3.client("ec2", endpoint_url=sys.argv[1], region_name="us-east-1")',
+    "r = ec2.describe_instances(InstanceIds=[sys.argv[2]])",
+    'print(r["Reservations"][0]["Instances"][0]["State"]["Name"])',
+  ].join("\n");
+  return new Promise((resolve, reject) => {
+    execFile(PYTHON, ["-c", code, endpoint, id], { env: process.env }, (err, stdout, stderr) =>
+      err ? reject(new Error(`describe-instances: ${stderr || String(err)}`)) : resolve(stdout.trim()),
+    );
+  });
+}
+
+/**
+ * A stand-in `ssh` for machines that do not exist (moto's): it answers the watchdog's
+ * `nvidia-smi --query-gpu=utilization.gpu` with the number in `utilFile` and refuses anything else.
+ */
+async function fakeSshDir(utilFile: string): Promise<string> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), "gpuwb-fake-ssh-"));
+  const text = [
+    "#!/bin/sh",
+    'for a in "$@"; do',
+    `  if [ "$a" = nvidia-smi ]; then cat '${utilFile}'; exit 0; fi`,
+    "done",
+    'echo "fake ssh: only nvidia-smi is answered" >&2',
+    "exit 255",
+    "",
+  ].join("\n");
+  await fs.writeFile(path.join(dir, "ssh"), text, { mode: 0o755 });
+  return dir;
+}
+
+/** The order of a machine's children: GPUs, then kernels, then forwarded ports. */
+function order(kind: VmTreeRow["kind"]): number {
+  return kind === "gpu" ? 0 : kind === "kernel" ? 1 : 2;
+}
+
 async function filesUnder(dir: string, out: string[] = []): Promise<string[]> {
   let entries: import("node:fs").Dirent[];
   try {
@@ -83,6 +130,7 @@ describe("vms: GPU machines", function () {
   let fakeUrls: { lambda: string; linode: string } | undefined;
   let haveBackend = false;
   let haveMoto = false;
+  let motoUrl = "";
   const cfg = () => vscode.workspace.getConfiguration("gpuWorkbench.vms");
   const extensionRoot = path.resolve(__dirname, "..", "..", "..", "..");
 
@@ -103,7 +151,7 @@ describe("vms: GPU machines", function () {
     // (the extension host's: the backend is restarted to see them).
     const motoPort = await freePort();
     moto = spawn(PYTHON, ["-m", "moto.server", "-H", "127.0.0.1", "-p", String(motoPort)], { stdio: "ignore" });
-    const motoUrl = `http://127.0.0.1:${motoPort}`;
+    motoUrl = `http://127.0.0.1:${motoPort}`;
     haveMoto = await waitFor("moto", () => httpUp(`${motoUrl}/moto-api/`), 30_000).catch(() => false);
     Object.assign(process.env, {
       AWS_ACCESS_KEY_ID: "testing",
@@ -349,6 +397,209 @@ describe("vms: GPU machines", function () {
     } finally {
       process.env.HOME = savedHome;
       await vscode.commands.executeCommand(T.script, null);
+    }
+  });
+
+  it("idle autostop on moto: the warning's Keep Running postpones it, then the idle machine is stopped", async function () {
+    if (!haveBackend || !haveMoto) this.skip();
+    // The backend again, with a watchdog that looks 4 times a second, debug/clock, and the
+    // stand-in ssh that reports the machine's GPU as 3% busy (under the 10% threshold).
+    const utilFile = path.join(await fs.mkdtemp(path.join(os.tmpdir(), "gpuwb-util-")), "util");
+    await fs.writeFile(utilFile, "3\n");
+    const sshDir = await fakeSshDir(utilFile);
+    const saved = {
+      PATH: process.env.PATH,
+      GPUWB_DEBUG_METHODS: process.env.GPUWB_DEBUG_METHODS,
+      GPUWB_VM_AUTOSTOP_TICK_SECONDS: process.env.GPUWB_VM_AUTOSTOP_TICK_SECONDS,
+    };
+    Object.assign(process.env, {
+      PATH: `${sshDir}${path.delimiter}${process.env.PATH ?? ""}`,
+      GPUWB_DEBUG_METHODS: "1",
+      GPUWB_VM_AUTOSTOP_TICK_SECONDS: "0.25",
+    });
+    const G = vscode.ConfigurationTarget.Global;
+    let vm: proto.VmInfo | undefined;
+    try {
+      await a.restartBackend();
+      await ready(a);
+      const client = a.ctx.backend.client;
+      assert.ok(client);
+      const offers = await client.sendRequest<proto.VmOfferingsResult>(proto.vmOfferings.method, {
+        provider: "aws",
+        region: "us-east-1",
+      });
+      const offer = offers.offerings.find((o) => o.gpuCount > 0 && o.pricePerHour !== null) ?? offers.offerings[0];
+      assert.ok(offer, "moto offers instance types");
+      const name = `idle-${Date.now().toString(36)}`;
+      await vscode.commands.executeCommand(T.prompts);
+      await script(
+        "aws",
+        "us-east-1",
+        offer.instanceType,
+        ...(offer.spotPricePerHour !== null ? ["on-demand"] : []),
+        name,
+        "Create",
+      );
+      vm = await vscode.commands.executeCommand<proto.VmInfo | undefined>("gpuWorkbench.vms.create");
+      assert.ok(vm, `created (prompts: ${(await vscode.commands.executeCommand<string[]>(T.prompts)).join(" | ")})`);
+      const id = vm.id;
+      const key = `aws/${id}`;
+      await waitFor("the new machine running in the tree", async () =>
+        (await rows()).find((x) => x.kind === "vm" && x.id === id && x.state === "running"),
+      );
+      // The status item sent idle autostop with the default 60 minutes: nothing to warn about yet.
+      const first = await waitFor("autostop sent with 60 minutes", async () => {
+        const s = await statusItem();
+        return s.autostop[key]?.idleMinutes === 60 ? s : undefined;
+      });
+      assert.equal(first.autostop[key]?.action, "stop", JSON.stringify(first.autostop[key]));
+      assert.deepEqual(
+        first.idleWarnings.filter((w) => w.id === id),
+        [],
+      );
+
+      // A 1-minute window is under the 2-minute warning lead, so the warning comes at once;
+      // the user answers "Keep Running".
+      await vscode.commands.executeCommand(T.prompts);
+      await script("Keep Running");
+      await cfg().update("autostopMinutes", 1, G);
+      const stopWarnings = (s: VmStatusSnapshot) => s.idleWarnings.filter((w) => w.id === id && w.action === "stop");
+      const warned = await waitFor("the idle warning", async () => {
+        const s = await statusItem();
+        return stopWarnings(s).length ? s : undefined;
+      });
+      const w1 = stopWarnings(warned)[0];
+      assert.ok(w1);
+      assert.equal(w1.name, name);
+      const kept = await waitFor("Keep Running to reach the backend", async () => {
+        const info = (await statusItem()).autostop[key];
+        return info?.idleMinutes === 1 && info.actAt !== null && info.actAt > w1.actAt ? info : undefined;
+      });
+      assert.equal(kept.action, "stop", JSON.stringify(kept));
+      assert.ok(kept.idleSince !== null && kept.idleSince > w1.actAt - 60, JSON.stringify({ kept, w1 }));
+      assert.equal(kept.actAt, (kept.idleSince ?? 0) + 60, JSON.stringify(kept));
+      // Still idle, so the watchdog warns again, for the new deadline; nobody answers this one.
+      const again = await waitFor("the second idle warning", async () => {
+        const s = await statusItem();
+        return stopWarnings(s).length >= 2 ? s : undefined;
+      });
+      assert.equal(stopWarnings(again)[1]?.actAt, kept.actAt);
+      const prompts = await vscode.commands.executeCommand<string[]>(T.prompts);
+      const notes = prompts.filter((p) => p.startsWith(`notify: ${name} will be stopped in `));
+      assert.ok(notes.length >= 2, prompts.join(" | "));
+      assert.match(notes[0] ?? "", / because it is idle\.$/);
+      // Kept running: on moto, in the tree, and the status item names it as idle.
+      assert.equal(await motoState(motoUrl, id), "running");
+      assert.ok(
+        (await rows()).some((x) => x.kind === "vm" && x.id === id && x.state === "running"),
+        "running in the tree",
+      );
+      assert.ok(again.idle.includes(name), JSON.stringify(again.idle));
+      assert.ok(!again.idleWarnings.some((w) => w.id === id && w.action === "stopped"), "not stopped yet");
+
+      // Past the deadline (the backend's clock moved on by an hour): the machine is stopped.
+      await client.sendRequest("debug/clock", { offsetSeconds: 3600 });
+      const done = await waitFor("the backend to stop the idle machine", async () => {
+        const s = await statusItem();
+        return s.idleWarnings.find((w) => w.id === id && w.action === "stopped");
+      });
+      assert.equal(done.name, name);
+      // The view follows on its own (no forced refresh): stopped, startable, not in the status bar.
+      const row = await waitFor("stopped in the tree", async () =>
+        (await rows(false)).find((x) => x.kind === "vm" && x.id === id && x.state === "stopped"),
+      );
+      assert.match(row.contextValue, /\.start\b/);
+      assert.equal(await motoState(motoUrl, id), "stopped");
+      const st = await waitFor("the status item without the stopped machine", async () => {
+        const s = await statusItem();
+        return s.active !== key && !s.idle.includes(name) ? s : undefined;
+      });
+      assert.equal(st.autostop[key], undefined, JSON.stringify(st.autostop));
+      const told = await vscode.commands.executeCommand<string[]>(T.prompts);
+      assert.ok(told.includes(`notice: ${name} was stopped after 1 idle minute.`), told.join(" | "));
+    } finally {
+      await a.ctx.backend.client?.sendRequest("debug/clock", { offsetSeconds: 0 }).then(undefined, () => undefined);
+      await cfg().update("autostopMinutes", undefined, G);
+      await vscode.commands.executeCommand(T.script, null);
+      if (vm) {
+        await a.ctx.backend.client
+          ?.sendRequest(proto.vmTerminate.method, { provider: "aws", id: vm.id })
+          .then(undefined, (err) => console.log(`vms: could not terminate ${vm?.id}: ${String(err)}`));
+      }
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      await a.restartBackend();
+      await ready(a);
+      await fs.rm(sshDir, { recursive: true, force: true });
+      await fs.rm(path.dirname(utilFile), { recursive: true, force: true });
+    }
+  });
+
+  it("a kernel shows under this machine with its state, and its row's commands act on it", async function () {
+    if (!haveBackend || !vscode.workspace.isTrusted) this.skip();
+    const kernelName = `vms-row-${Date.now().toString(36)}`;
+    const k = await a.kernels.start(undefined, kernelName);
+    const replies = new Map<string, string>();
+    const sub = a.kernels.onDidReceiveEvent((p) => {
+      if (p.kernelId === k.kernelId && p.event.type === "reply") replies.set(p.event.executionId, p.event.status);
+    });
+    try {
+      const ran = await a.kernels.execute({ kernelId: k.kernelId, code: "x = 6 * 7" });
+      await waitFor("the cell to run", () => replies.get(ran.executionId));
+      const kernelRow = (r: VmTreeRow[]) => r.find((x) => x.kind === "kernel" && x.kernelId === k.kernelId);
+      const idle = await waitFor("the kernel's row, idle", async () => {
+        const r = await rows(false);
+        const row = kernelRow(r);
+        return row?.state === "idle" ? { r, row } : undefined;
+      });
+      // Under this machine, after its GPU rows.
+      const machineAt = idle.r.findIndex((x) => x.kind === "vm" && x.provider === "local");
+      const machine = idle.r[machineAt];
+      assert.ok(machine, "this machine is in the tree");
+      const at = idle.r.indexOf(idle.row);
+      const machineDepth = machine.depth;
+      const end = idle.r.findIndex((x, i) => i > machineAt && x.depth <= machineDepth);
+      const children = idle.r.slice(machineAt + 1, end < 0 ? undefined : end);
+      assert.ok(children.includes(idle.row), JSON.stringify(idle.r.slice(machineAt, at + 1)));
+      assert.equal(idle.row.depth, machineDepth + 1);
+      assert.equal(idle.row.machine, "local/local");
+      assert.equal(idle.row.provider, "local");
+      const kinds = children.filter((x) => x.depth === idle.row.depth).map((x) => x.kind);
+      assert.deepEqual(
+        kinds,
+        [...kinds].sort((p, q) => order(p) - order(q)),
+        "GPUs first, then kernels",
+      );
+      assert.equal(idle.row.label, kernelName);
+      assert.match(
+        idle.row.description,
+        new RegExp(`^idle · Python ${k.pythonVersion.replace(/\./g, "\\.")} · pid ${k.pid}$`),
+      );
+      assert.equal(idle.row.contextValue, "gpuWorkbench.vmKernel.idle");
+      // Busy while a cell runs; the row's Interrupt stops it.
+      const sleep = await a.kernels.execute({ kernelId: k.kernelId, code: "import time\ntime.sleep(600)" });
+      const busy = await waitFor("the kernel's row, busy", async () => {
+        const row = kernelRow(await rows(false));
+        return row?.state === "busy" ? row : undefined;
+      });
+      assert.match(busy.description, /^busy\b/);
+      assert.equal(busy.contextValue, "gpuWorkbench.vmKernel.busy");
+      const node = { kind: "kernel", kernel: { kernelId: k.kernelId } };
+      const interrupted = await vscode.commands.executeCommand<proto.KernelInterruptResult>(
+        "gpuWorkbench.vms.interruptKernel",
+        node,
+      );
+      assert.equal(interrupted?.outcome, "interrupted");
+      assert.equal(await waitFor("the sleeping cell's reply", () => replies.get(sleep.executionId)), "interrupted");
+      await waitFor("the kernel's row, idle again", async () => kernelRow(await rows(false))?.state === "idle");
+      // Shut Down from the row: the row goes.
+      await vscode.commands.executeCommand("gpuWorkbench.vms.shutdownKernel", node);
+      await waitFor("the kernel's row to go", async () => !kernelRow(await rows(false)));
+    } finally {
+      sub.dispose();
+      await a.kernels.shutdown(k.kernelId).then(undefined, () => undefined);
     }
   });
 
