@@ -293,6 +293,57 @@ def test_refused_port_is_remote_unavailable(remote: Remote) -> None:
     assert info.value.hint
 
 
+def test_a_host_behind_a_jump_host_from_the_ssh_config(remote: Remote) -> None:
+    """An alias whose ssh config reaches it through another host: ProxyJump is
+    ProxyCommand `ssh -W %h:%p <jump>`; spelled out here so the test sees it was used."""
+    remote.trusted_host().close()  # the host key into known_hosts
+    used = remote.root / "jump-used"
+    config = remote.root / "ssh_config"
+    known = remote.root / "known_hosts"
+    key = remote.root / "client_key"
+    user = getpass.getuser()
+    config.write_text(
+        config.read_text()
+        + "\n".join(
+            [
+                "Host jumpbox",
+                "    HostName 127.0.0.1",
+                "    Port %d" % remote.port,
+                "    User %s" % user,
+                "    IdentityFile %s" % key,
+                "    IdentitiesOnly yes",
+                "    UserKnownHostsFile %s" % known,
+                "    StrictHostKeyChecking yes",
+                "    BatchMode yes",
+                "Host behind",
+                "    HostName 127.0.0.1",
+                "    Port %d" % remote.port,
+                "    User %s" % user,
+                "    IdentityFile %s" % key,
+                "    IdentitiesOnly yes",
+                "    ProxyCommand sh -c 'echo %%h:%%p >> %s; exec ssh -F %s -W %%h:%%p jumpbox'"
+                % (used, config),
+                "",
+            ]
+        )
+    )
+    host = SshHost(
+        SshTarget("behind", alias="behind"),
+        remote.control_dir,
+        known_hosts=str(known),
+        config_file=str(config),
+    )
+    remote.hosts.append(host)
+    host.connect()
+    out = host.run("echo through-the-jump")
+    assert out.returncode == 0 and out.stdout == b"through-the-jump\n", out
+    assert used.read_text().split() == ["127.0.0.1:%d" % remote.port]
+    # The agent installs and answers through it too (the same command lines).
+    install = agent.install(host, REMOTE_PYTHON)
+    assert install["version"] == agent.bundle()[0], install
+    assert host.label == "behind"
+
+
 def test_long_control_dir_uses_a_short_private_folder(remote: Remote) -> None:
     long_dir = remote.root / ("very-long-folder-name-" * 4) / "ssh"
     host = remote.host(control_dir=str(long_dir))
