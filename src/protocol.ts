@@ -974,6 +974,8 @@ export const remoteSync = new RequestType<RemoteSyncParams, RemoteSyncResult, vo
 export const remoteForward = new RequestType<RemoteForwardParams, RemoteMachine, void>("remote/forward");
 export const remoteUnforward = new RequestType<RemoteUnforwardParams, RemoteMachine, void>("remote/unforward");
 export const remoteAutostop = new RequestType<RemoteAutostopParams, RemoteAutostopInfo, void>("remote/autostop");
+/** The watchdog's state on the machine now (the countdown), without changing it. */
+export const remoteAutostopInfo = new RequestType<RemoteRefParams, RemoteAutostopInfo, void>("remote/autostopInfo");
 export const remoteState = new NotificationType<RemoteMachine>("remote/state");
 
 // ---- errors --------------------------------------------------------------------------
@@ -1573,6 +1575,18 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
   [remoteAutostop.method]: {
     kind: "request",
     params: shape<RemoteAutostopParams>({ machine: true, idleMinutes: true, gpuThreshold: true, command: true }),
+    result: shape<RemoteAutostopInfo>({
+      machine: true,
+      idleMinutes: true,
+      idleSince: true,
+      actAt: true,
+      reason: true,
+      running: true,
+    }),
+  },
+  [remoteAutostopInfo.method]: {
+    kind: "request",
+    params: shape<RemoteRefParams>({ machine: true }),
     result: shape<RemoteAutostopInfo>({
       machine: true,
       idleMinutes: true,

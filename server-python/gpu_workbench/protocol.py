@@ -1075,6 +1075,7 @@ METHODS: Dict[str, MethodInfo] = {
         MethodInfo("remote/forward", "request", RemoteForwardParams, RemoteMachine),
         MethodInfo("remote/unforward", "request", RemoteUnforwardParams, RemoteMachine),
         MethodInfo("remote/autostop", "request", RemoteAutostopParams, RemoteAutostopInfo),
+        MethodInfo("remote/autostopInfo", "request", RemoteRefParams, RemoteAutostopInfo),
         MethodInfo("remote/state", "notification", RemoteMachine, to_client=True),
     )
 }

@@ -215,6 +215,7 @@ class Server(Router):
             "remote/forward": Route(self._remote_forward, RemoteForwardParams, slow=True),
             "remote/unforward": Route(self._remote_unforward, RemoteUnforwardParams, slow=True),
             "remote/autostop": Route(self._remote_autostop, RemoteAutostopParams, slow=True),
+            "remote/autostopInfo": Route(self._remote_autostop_info, RemoteRefParams, slow=True),
         }
         # Notifications this server sends; advertised with the methods it serves.
         self._sends = sorted(name for name, info in METHODS.items() if info.to_client)
@@ -608,6 +609,9 @@ class Server(Router):
                 params.machine, params.idleMinutes, params.gpuThreshold, params.command
             )
         )
+
+    def _remote_autostop_info(self, ctx: RequestContext, params: RemoteRefParams) -> PlainJson:
+        return PlainJson(self._remote().autostop_info(params.machine))
 
     def _find_vm(self, provider: str, vm_id: str, credentials: Dict[str, Dict[str, str]]) -> Any:
         return self._vm_service().find(provider, vm_id, credentials)

@@ -143,8 +143,9 @@ export function autostopText(info: RemoteAutostopInfo | undefined, nowMs = Date.
   if (!info.running) return `autostop off${info.reason ? ` (${info.reason})` : ""}`;
   if (info.actAt) {
     const atMs = info.actAt > 1e12 ? info.actAt : info.actAt * 1000;
-    const min = Math.max(0, Math.round((atMs - nowMs) / 60_000));
-    return `stops in ${min} min if still idle${info.reason ? ` (${info.reason})` : ""}`;
+    const min = Math.round((atMs - nowMs) / 60_000);
+    const when = min >= 1 ? `in ${min} min` : "within a minute";
+    return `stops ${when} if still idle${info.reason ? ` (${info.reason})` : ""}`;
   }
   return `stops after ${info.idleMinutes} idle minutes${info.reason ? ` (${info.reason})` : ""}`;
 }

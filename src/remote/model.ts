@@ -12,9 +12,38 @@ import type { Ctx } from "../ctx";
 import * as proto from "../protocol";
 import type { CredentialStore } from "../vms/credentials";
 import { vmKey } from "../vms/format";
-import { confirm } from "../vms/prompts";
+import { confirm, notify } from "../vms/prompts";
 import { NO_AUTOSTOP_PROVIDERS, vmSettings } from "../vms/settings";
 import { parseKernelId, remoteWorkspacePath, splitMachine, syncQuestion } from "./format";
+
+/** How often a connected machine's autostop countdown is read from its watchdog. */
+const AUTOSTOP_POLL_MS = 20_000;
+/** The warning with "Keep Running" comes this long before the watchdog acts. */
+const AUTOSTOP_WARN_MS = 120_000;
+
+/**
+ * The idle rule for a machine: the `autostopMinutes` setting for cloud machines; for an SSH
+ * host only when its entry in `gpuWorkbench.vms.ssh.hosts` opts in with `autostopMinutes`
+ * (and, optionally, its own `autostopCommand`): it is the user's own box.
+ */
+export function autostopRule(vm: proto.VmInfo): { minutes: number; command?: string } | undefined {
+  if (vm.provider === "ssh") {
+    const hosts = vscode.workspace.getConfiguration("gpuWorkbench.vms").get<unknown>("ssh.hosts", []);
+    const entry = Array.isArray(hosts)
+      ? (hosts as unknown[]).find(
+          (h): h is Record<string, unknown> =>
+            typeof h === "object" && h !== null && (h as { name?: unknown }).name === vm.id,
+        )
+      : undefined;
+    const minutes = entry?.autostopMinutes;
+    if (typeof minutes !== "number" || !Number.isFinite(minutes) || minutes <= 0) return undefined;
+    const command = typeof entry?.autostopCommand === "string" && entry.autostopCommand.trim();
+    return { minutes: Math.ceil(minutes), ...(command ? { command } : {}) };
+  }
+  const minutes = vmSettings.autostopMinutes;
+  if (NO_AUTOSTOP_PROVIDERS.has(vm.provider) || minutes <= 0) return undefined;
+  return { minutes };
+}
 
 /** What the remote flows need of the GPU Machines model (set by VmModel itself). */
 export interface MachineSource {
@@ -74,11 +103,15 @@ export class RemoteModel implements vscode.Disposable {
   private readonly clients = new WeakSet<LanguageClient>();
   private readonly connecting = new Map<string, Promise<proto.RemoteMachine | undefined>>();
   private readonly subs: vscode.Disposable[] = [this.changed];
+  /** The actAt each machine was last warned about ("Keep Running"), so it is warned once. */
+  private readonly warnedAt = new Map<string, number>();
+  private readonly poll: NodeJS.Timeout;
   vms: MachineSource | undefined;
 
   constructor(private readonly ctx: Ctx) {
     this.subs.push(ctx.backend.onDidChangeState((s) => s === "ready" && this.listen()));
     this.listen();
+    this.poll = setInterval(() => void this.refreshAutostops(), AUTOSTOP_POLL_MS);
   }
 
   private listen(): void {
@@ -264,22 +297,70 @@ export class RemoteModel implements vscode.Disposable {
 
   /** Send the idle rule to the machine's agent, so it stops itself even with no one connected. */
   async sendAutostop(vm: proto.VmInfo): Promise<proto.RemoteAutostopInfo | undefined> {
-    const minutes = vmSettings.autostopMinutes;
-    if (NO_AUTOSTOP_PROVIDERS.has(vm.provider) || minutes <= 0) return undefined;
+    const rule = autostopRule(vm);
+    if (!rule) return undefined;
     const key = vmKey(vm);
     try {
       const info = await this.call(
         proto.remoteAutostop,
-        { machine: key, idleMinutes: minutes, gpuThreshold: vmSettings.autostopGpuThreshold },
+        {
+          machine: key,
+          idleMinutes: rule.minutes,
+          gpuThreshold: vmSettings.autostopGpuThreshold,
+          ...(rule.command ? { command: rule.command } : {}),
+        },
         { title: "Setting up autostop", progress: "none" },
       );
       this.autostops.set(key, info);
+      this.log.push(`${key}: autostop after ${rule.minutes} idle minute(s)`);
       this.changed.fire(key);
+      this.warnIfDue(key, info);
       return info;
     } catch (err) {
       this.ctx.log.warn(`Could not set autostop on ${key}: ${err instanceof Error ? err.message : String(err)}`);
       return undefined;
     }
+  }
+
+  /**
+   * Read the countdown of every connected machine with autostop from its watchdog (the
+   * tree, the status item) and warn once, with "Keep Running", shortly before it acts.
+   */
+  async refreshAutostops(): Promise<void> {
+    const client = this.ctx.backend.client;
+    if (!client) return;
+    for (const machine of [...this.autostops.keys()]) {
+      if (this.machines.get(machine)?.state !== "connected") continue;
+      try {
+        const info = await client.sendRequest(proto.remoteAutostopInfo, { machine });
+        if (!this.autostops.has(machine)) continue; // disconnected meanwhile
+        this.autostops.set(machine, info);
+        this.changed.fire(machine);
+        this.warnIfDue(machine, info);
+      } catch (err) {
+        this.ctx.log.debug(`remote/autostopInfo ${machine}: ${String(err)}`);
+      }
+    }
+  }
+
+  private warnIfDue(machine: string, info: proto.RemoteAutostopInfo): void {
+    if (!info.running || info.actAt == null) return;
+    const atMs = info.actAt * 1000;
+    if (atMs - Date.now() > AUTOSTOP_WARN_MS || this.warnedAt.get(machine) === info.actAt) return;
+    this.warnedAt.set(machine, info.actAt);
+    const name = this.nameOf(machine);
+    const mins = Math.max(0, Math.round((atMs - Date.now()) / 60_000));
+    const when = mins <= 0 ? "in less than a minute" : `in ${mins} minute${mins === 1 ? "" : "s"}`;
+    const msg = `${name} has been idle and stops itself ${when} (no kernel busy, GPUs idle).`;
+    this.log.push(`${machine}: autostop warning`);
+    void notify(msg, "Keep Running").then(async (choice) => {
+      if (choice !== "Keep Running") return;
+      const { provider, id } = splitMachine(machine);
+      const vm = this.vms?.find(provider, id);
+      // Sending the rule again starts a fresh watchdog: the idle time counts from now.
+      const fresh = vm ? await this.sendAutostop(vm) : undefined;
+      this.log.push(`${machine}: keep running${fresh?.running ? "" : " failed"}`);
+    });
   }
 
   async disconnect(machine: string): Promise<proto.RemoteMachine> {
@@ -290,6 +371,7 @@ export class RemoteModel implements vscode.Disposable {
     );
     this.put(m);
     this.autostops.delete(machine);
+    this.warnedAt.delete(machine);
     return m;
   }
 
@@ -373,6 +455,7 @@ export class RemoteModel implements vscode.Disposable {
   }
 
   dispose(): void {
+    clearInterval(this.poll);
     for (const d of this.subs) d.dispose();
   }
 }

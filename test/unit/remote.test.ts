@@ -112,5 +112,13 @@ describe("remote: labels", () => {
       autostopText({ ...base, running: false, reason: "no stop command" }, now),
       "autostop off (no stop command)",
     );
+    assert.equal(
+      autostopText({ ...base, actAt: now / 1000 + 20, reason: "" }, now),
+      "stops within a minute if still idle",
+    );
+    assert.equal(
+      autostopText({ ...base, actAt: now / 1000 - 5, reason: "" }, now),
+      "stops within a minute if still idle",
+    );
   });
 });

@@ -508,6 +508,15 @@ class RemoteManager:
         info["machine"] = machine
         return info
 
+    def autostop_info(self, machine: str) -> Dict[str, Any]:
+        """The watchdog's state on the machine (for the countdown); changes nothing."""
+        from . import watchdog
+
+        c = self._connection(machine)
+        info = watchdog.info(c.host, c.install or {})
+        info["machine"] = machine
+        return info
+
 
 def _shell_path(path: str) -> str:
     """Quote a remote path for the shell, keeping a leading ~/ expandable."""

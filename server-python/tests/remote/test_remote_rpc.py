@@ -340,3 +340,37 @@ def test_a_hung_link_stalls_only_its_machine_and_cells_keep_their_order(
     finally:
         vm.link_up()
         session.close()
+
+
+def test_autostop_info_reads_the_countdown_without_changing_it(tmp_path: Path, vm: Any) -> None:
+    marker = Path(vm.tmp) / "autostop-acted"
+    session = backend(tmp_path, vm)
+    try:
+        connect(session)
+        started = result(
+            session,
+            "remote/autostop",
+            {"machine": "ssh/vm", "idleMinutes": 30, "command": "touch %s" % marker},
+        )
+        assert started["running"] and started["idleMinutes"] == 30, started
+        deadline = time.monotonic() + 30
+        while True:  # the watchdog's first tick finds the machine idle
+            info = result(session, "remote/autostopInfo", {"machine": "ssh/vm"})
+            assert_shape(protocol.RemoteAutostopInfo, info)
+            if info["actAt"] is not None:
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.2)
+        assert info["machine"] == "ssh/vm" and info["running"] and info["idleMinutes"] == 30
+        assert info["actAt"] == info["idleSince"] + 30 * 60, info
+        assert info["reason"].startswith("idle"), info
+        again = result(session, "remote/autostopInfo", {"machine": "ssh/vm"})
+        assert again["idleSince"] == info["idleSince"], "reading it must not restart the timer"
+        stopped = result(session, "remote/autostop", {"machine": "ssh/vm", "idleMinutes": 0})
+        assert not stopped["running"]
+        assert not result(session, "remote/autostopInfo", {"machine": "ssh/vm"})["running"]
+        assert not marker.exists()
+        response = session.request("remote/autostopInfo", {"machine": "ssh/other"}, 20)
+        assert response["error"]["data"]["kind"] == "RemoteUnavailable", response
+    finally:
+        session.close()

@@ -310,6 +310,101 @@ describe("remote: kernels on a machine over SSH", function () {
     if (process.env.GPUWB_REMOTE_DEBUG) await fs.appendFile(process.env.GPUWB_REMOTE_DEBUG, `\nlong cut: ${log}`);
   });
 
+  it("a backend restart mid-cell (what a window reload does): reconnects by itself, the output is whole", async () => {
+    assert.ok(doc);
+    const uri = doc.uri.toString();
+    const before = (await remoteState()).log.length;
+    await vscode.commands.executeCommand("gpuWorkbench.runCell", uri, 11);
+    const running = await waitFor(
+      "the long counting cell to print",
+      () => {
+        const x = a.ctx.executions.forDocument(uri).find((e) => e.source?.line === 10 && e.status === "running");
+        return x && /row 000/.test(stdout(x)) ? x : undefined;
+      },
+      30_000,
+    );
+    // The backend (and with it the ssh master and the agent's channel) goes away; the
+    // kernel on the machine keeps running and journaling.
+    await a.restartBackend();
+    await ready(a);
+    const done = await waitFor(
+      "the long cell to finish after the restart",
+      () => {
+        const x = a.ctx.executions.get(running.executionId);
+        return x && x.status !== "queued" && x.status !== "running" ? x : undefined;
+      },
+      120_000,
+    );
+    assert.equal(done.status, "ok", allText(done));
+    const expected = Array.from({ length: 240 }, (_, i) => `row ${String(i).padStart(3, "0")}`);
+    assert.deepEqual(stdout(done).split("\n").filter(Boolean), expected);
+    const log = (await remoteState()).log.slice(before).join(" | ");
+    assert.match(log, new RegExp(`${MACHINE}: restored \\d+ kernel`), log);
+    const st = await remoteState();
+    assert.equal(st.machines.find((m) => m.machine === MACHINE)?.state, "connected");
+  });
+
+  it("an SSH host that opts into idle autostop shows the countdown and warns with Keep Running", async () => {
+    assert.ok(info);
+    const marker = path.join(info.tmp, "autostop-acted");
+    const hosts = vscode.workspace.getConfiguration("gpuWorkbench.vms");
+    const host = {
+      name: "nsvm",
+      host: info.address,
+      port: info.port,
+      user: info.user,
+      identityFile: info.identityFile,
+    };
+    await hosts.update("ssh.hosts", [{ ...host, autostopMinutes: 1, autostopCommand: `touch ${marker}` }], G);
+    try {
+      await vscode.commands.executeCommand("gpuWorkbench.remote.disconnectMachine", MACHINE);
+      await vscode.commands.executeCommand(T.prompts);
+      await vscode.commands.executeCommand(T.script, ["Keep Running"]);
+      const m = await vscode.commands.executeCommand<proto.RemoteMachine | undefined>(
+        "gpuWorkbench.remote.connectMachine",
+        MACHINE,
+      );
+      assert.equal(m?.state, "connected");
+      // The watchdog runs on the machine; the window reads its countdown and, within two
+      // minutes of acting, warns once; "Keep Running" starts the idle time again.
+      const st = await waitFor(
+        "the warning to be answered with Keep Running",
+        async () => {
+          const s = await remoteState();
+          return s.log.includes(`${MACHINE}: keep running`) ? s : undefined;
+        },
+        90_000,
+      );
+      const auto = st.autostop[MACHINE];
+      assert.ok(auto?.running, JSON.stringify(st.autostop));
+      assert.equal(auto.idleMinutes, 1);
+      const prompts = await vscode.commands.executeCommand<string[]>(T.prompts);
+      assert.ok(
+        prompts.some((p) => /^notify: nsvm has been idle and stops itself (in|within)/.test(p)),
+        prompts.join("\n"),
+      );
+      let seen = "";
+      const shown = await waitFor("the countdown in the status item and the machine's row", async () => {
+        const s = await remoteState();
+        const row = (await rows()).find((r) => r.id === "nsvm");
+        const status = s.status.tooltip.replace(/&nbsp;/g, " ");
+        seen = `status: ${status}; row: ${row?.tooltip}`;
+        return /Autostop: stops (in \d+ min|within a minute) if still idle/.test(status) &&
+          /Autostop: stops (in \d+ min|within a minute) if still idle/.test(row?.tooltip ?? "")
+          ? s
+          : undefined;
+      }).catch((err) => {
+        throw new Error(`${String(err)}; ${seen}`);
+      });
+      assert.ok(shown);
+    } finally {
+      await vscode.commands.executeCommand(T.script, null);
+      await hosts.update("ssh.hosts", [host], G);
+      // Reconnecting without the rule sends none; the old watchdog is stopped explicitly.
+      await a.ctx.backend.client?.sendRequest(proto.remoteAutostop.method, { machine: MACHINE, idleMinutes: 0 });
+    }
+  });
+
   it("syncs the workspace after the confirmation, and forwards a port listed in the tree", async () => {
     await vscode.commands.executeCommand(T.prompts);
     await vscode.commands.executeCommand(T.script, ["Send"]);
