@@ -160,9 +160,11 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
     return (snap?.gpus ?? []).map((gpu) => ({ kind: "gpu", vm, gpu }));
   }
 
-  /** The kernels running on a machine (this machine's: those with no `machine`). */
+  /**
+   * The kernels running on a machine (this machine's: those with no `machine`). Not gated on
+   * the listed state: a remote kernel is listed only while its machine is connected.
+   */
   private kernelNodes(vm: proto.VmInfo): VmNode[] {
-    if (vm.state !== "running") return [];
     return (this.kernels?.kernelsOf(vm) ?? []).map((kernel) => ({ kind: "kernel", vm, kernel }));
   }
 

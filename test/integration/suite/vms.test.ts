@@ -420,6 +420,8 @@ describe("vms: GPU machines", function () {
     const G = vscode.ConfigurationTarget.Global;
     let vm: proto.VmInfo | undefined;
     try {
+      // No listing on a timer meanwhile: the view must learn of the stop from the backend.
+      await cfg().update("refreshSeconds", 3600, G);
       await a.restartBackend();
       await ready(a);
       const client = a.ctx.backend.client;
@@ -520,6 +522,7 @@ describe("vms: GPU machines", function () {
     } finally {
       await a.ctx.backend.client?.sendRequest("debug/clock", { offsetSeconds: 0 }).then(undefined, () => undefined);
       await cfg().update("autostopMinutes", undefined, G);
+      await cfg().update("refreshSeconds", undefined, G);
       await vscode.commands.executeCommand(T.script, null);
       if (vm) {
         await a.ctx.backend.client
