@@ -758,6 +758,8 @@ export interface GpuSnapshot {
 
 export interface GpuStatusParams {
   fresh?: boolean;
+  /** A connected machine's GPUs (asked of its agent); absent: this machine. */
+  machine?: string;
 }
 
 export interface GpuWatchParams {
@@ -769,6 +771,8 @@ export interface GpuWatchParams {
 
 export interface GpuHistoryParams {
   seconds?: number;
+  /** A connected machine's history (its agent's); absent: this machine. */
+  machine?: string;
 }
 
 export interface GpuHistoryGpu {
@@ -1396,7 +1400,7 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
   },
   [gpuStatus.method]: {
     kind: "request",
-    params: shape<GpuStatusParams>({ fresh: true }),
+    params: shape<GpuStatusParams>({ fresh: true, machine: true }),
     result: shape<GpuSnapshot>({
       machine: true,
       source: true,
@@ -1430,7 +1434,7 @@ export const PROTOCOL_SPEC: Record<string, MethodSpec> = {
   },
   [gpuHistory.method]: {
     kind: "request",
-    params: shape<GpuHistoryParams>({ seconds: true }),
+    params: shape<GpuHistoryParams>({ seconds: true, machine: true }),
     result: shape<GpuHistoryResult>({ machine: true, intervalSeconds: true, points: true }),
   },
   [gpuCheck.method]: {

@@ -31,6 +31,7 @@ import type {
   GpuChartState,
   GpuMetric,
   GpuPanelHostMessage,
+  GpuPanelMachine,
   GpuPanelRenderedState,
   GpuPanelViewMessage,
 } from "../../src/gpu/messages";
@@ -90,6 +91,9 @@ let snapshot: GpuSnapshot | null = null;
 let points: GpuHistoryPoint[] = [];
 let errorText: string | null = null;
 let checkRunning = false;
+/** The machine shown ("" this one) and those the picker offers. */
+let shown: GpuPanelMachine = { machine: "", label: "Local" };
+let choices: GpuPanelMachine[] = [];
 
 // ---- skeleton ------------------------------------------------------------------------------
 
@@ -105,7 +109,12 @@ const checkButton = button("Run Health Checks", () => post({ type: "check" }), "
 const settingsButton = el("button", "gpu-button secondary", "Settings");
 settingsButton.type = "button";
 settingsButton.addEventListener("click", () => post({ type: "openSettings" }));
-actions.append(checkButton, settingsButton);
+// The machine shown: this one or a connected one (the host watches and loads the one picked).
+const machinePicker = el("select", "gpu-machine-picker");
+machinePicker.title = "The machine whose GPUs are shown";
+machinePicker.setAttribute("aria-label", "Machine");
+machinePicker.addEventListener("change", () => post({ type: "pickMachine", machine: machinePicker.value }));
+actions.append(machinePicker, checkButton, settingsButton);
 header.append(titleBox, actions);
 
 const messageBox = el("div", "gpu-message");
@@ -341,9 +350,25 @@ function gpuCard(g: GpuInfo): HTMLElement {
   return card;
 }
 
+function renderPicker(): void {
+  const list = choices.some((c) => c.machine === shown.machine) ? choices : [shown, ...choices];
+  machinePicker.replaceChildren(
+    ...list.map((c) => {
+      const o = el("option", undefined, c.label);
+      o.value = c.machine;
+      o.selected = c.machine === shown.machine;
+      return o;
+    }),
+  );
+  machinePicker.value = shown.machine;
+  machinePicker.hidden = list.length < 2;
+}
+
 function renderDetails(): void {
   const s = snapshot;
-  heading.textContent = s ? `GPU · ${s.machine}` : "GPU";
+  // A connected machine by its name; this one by its host name once known.
+  heading.textContent = `GPU · ${shown.machine || !s ? shown.label : s.machine}`;
+  renderPicker();
   verdictBadge.hidden = !s || s.source === "none" || !s.gpus.length;
   if (s) {
     verdictBadge.className = `gpu-verdict verdict-${s.verdict}`;
@@ -421,6 +446,11 @@ function renderedState(): GpuPanelRenderedState {
   return {
     status,
     machine: snapshot?.machine ?? null,
+    heading: heading.textContent ?? "",
+    picker: {
+      choices: [...machinePicker.options].map((o) => ({ machine: o.value, label: o.textContent ?? "" })),
+      selected: machinePicker.value,
+    },
     verdict: verdictBadge.hidden ? null : (verdictBadge.textContent ?? null),
     gpus: [...gpusBox.querySelectorAll(".gpu-card-title")].map((e) => e.textContent ?? ""),
     charts: {
@@ -448,6 +478,8 @@ window.addEventListener("message", (event: MessageEvent<GpuPanelHostMessage>) =>
   const m = event.data;
   switch (m.type) {
     case "init":
+      shown = m.machine;
+      choices = m.machines;
       points = [...m.points].sort((a, b) => a.time - b.time);
       errorText = m.error;
       snapshot = null;
@@ -463,6 +495,11 @@ window.addEventListener("message", (event: MessageEvent<GpuPanelHostMessage>) =>
       break;
     case "error":
       errorText = m.message;
+      renderDetails();
+      break;
+    case "machines":
+      shown = m.machine;
+      choices = m.machines;
       renderDetails();
       break;
     case "checking":

@@ -829,6 +829,7 @@ class GpuSnapshot:
 @dataclass
 class GpuStatusParams:
     fresh: Optional[bool] = None  # take a new sample even when the sampler has a recent one
+    machine: Optional[str] = None  # a connected machine's GPUs (asked of its agent); None: here
 
 
 @dataclass
@@ -841,6 +842,7 @@ class GpuWatchParams:
 @dataclass
 class GpuHistoryParams:
     seconds: Optional[float] = None  # default 900 (15 minutes), the most kept
+    machine: Optional[str] = None  # a connected machine's history (its agent's); None: here
 
 
 @dataclass

@@ -204,7 +204,8 @@ class Server(Router):
             # torch benchmarks run an interpreter, so they run only when trusted.
             "gpu/status": Route(self._gpu_status, GpuStatusParams, slow=True),
             "gpu/watch": Route(self._gpu_watch, GpuWatchParams, slow=True),
-            "gpu/history": Route(self._gpu_history, GpuHistoryParams),
+            # slow: with `machine` it waits on the machine's agent
+            "gpu/history": Route(self._gpu_history, GpuHistoryParams, slow=True),
             "gpu/check": Route(self._gpu_check, GpuCheckParams, slow=True),
             # Remote machines (remote/manager.py); they run code, so only when trusted.
             "remote/connect": Route(self._remote_connect, RemoteConnectParams, slow=True),
@@ -715,7 +716,18 @@ class Server(Router):
         assert self._gpu is not None  # set by initialize, which gates every method
         return self._gpu
 
+    def _remote_gpu(self, machine: str, method: str, params: Dict[str, Any]) -> Dict[str, Any]:
+        """gpu/status or gpu/history answered by a connected machine's agent, which names
+        itself by host name: the answer names it "provider/id", as its samples do."""
+        answer = dict(self._remote().agent_call(machine, method, params))
+        answer["machine"] = machine
+        return answer
+
     def _gpu_status(self, ctx: RequestContext, params: GpuStatusParams) -> PlainJson:
+        if params.machine:  # sampled by the machine's agent
+            return PlainJson(
+                self._remote_gpu(params.machine, "gpu/status", {"fresh": params.fresh is True})
+            )
         return PlainJson(self._gpu_monitor().status(fresh=params.fresh is True))
 
     def _gpu_watch(self, ctx: RequestContext, params: GpuWatchParams) -> PlainJson:
@@ -732,6 +744,9 @@ class Server(Router):
         seconds = params.seconds
         if seconds is not None and (not math.isfinite(seconds) or seconds < 0):
             raise RpcError(INVALID_PARAMS, "Invalid params: params.seconds must be >= 0")
+        if params.machine:  # the history the machine's agent keeps
+            forwarded: Dict[str, Any] = {} if seconds is None else {"seconds": seconds}
+            return PlainJson(self._remote_gpu(params.machine, "gpu/history", forwarded))
         return PlainJson(self._gpu_monitor().history(seconds))
 
     def _gpu_check(self, ctx: RequestContext, params: GpuCheckParams) -> PlainJson:

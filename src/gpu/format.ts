@@ -3,6 +3,7 @@
  * backend's snapshots. Pure (no `vscode`), so unit tests and the webviews can use it.
  */
 import type { GpuCheckReport, GpuCheckRow, GpuHistoryPoint, GpuInfo, GpuReason, GpuSnapshot } from "../protocol";
+import { parseTarget } from "../remote/format";
 
 export const GIB = 1024 ** 3;
 /** How much history the panel keeps and plots. */
@@ -131,11 +132,20 @@ export function allReasons(snap: GpuSnapshot): GpuReason[] {
   return out;
 }
 
-/** The tooltip: a heading, a table with a row per GPU, and the reasons. */
-export function statusTooltip(snap: GpuSnapshot): string {
+/** "box" or, for a connected machine shown by its name, "a100-box (ssh/a100-box)". */
+function machineText(snap: GpuSnapshot, machineName?: string): string {
+  if (!machineName || machineName === snap.machine) return mdEscape(snap.machine);
+  return `${mdEscape(machineName)} (${mdEscape(snap.machine)})`;
+}
+
+/**
+ * The tooltip: a heading, a table with a row per GPU, and the reasons. `machineName` names
+ * a connected machine (its snapshots are named "provider/id").
+ */
+export function statusTooltip(snap: GpuSnapshot, machineName?: string): string {
   if (snap.source === "none" || snap.gpus.length === 0) {
     const why = snap.message ?? "No NVIDIA GPU was found on this machine.";
-    return `**No GPU** on ${mdEscape(snap.machine)}\n\n${mdEscape(why)}\n\nClick to open the GPU panel.`;
+    return `**No GPU** on ${machineText(snap, machineName)}\n\n${mdEscape(why)}\n\nClick to open the GPU panel.`;
   }
   const lines: string[] = [];
   const versions = [
@@ -143,7 +153,7 @@ export function statusTooltip(snap: GpuSnapshot): string {
     snap.cudaVersion ? `CUDA ${mdEscape(snap.cudaVersion)}` : "",
   ].filter(Boolean);
   lines.push(
-    `**GPU health: ${verdictWord(snap.verdict)}** on ${mdEscape(snap.machine)}${versions.length ? ` · ${versions.join(" · ")}` : ""}`,
+    `**GPU health: ${verdictWord(snap.verdict)}** on ${machineText(snap, machineName)}${versions.length ? ` · ${versions.join(" · ")}` : ""}`,
   );
   lines.push("");
   lines.push("| # | Name | Util | Memory | Temp | Power | Verdict |");
@@ -176,17 +186,52 @@ export function statusTooltip(snap: GpuSnapshot): string {
   return lines.join("\n");
 }
 
-/** Everything the status item shows for a snapshot. */
-export function statusView(snap: GpuSnapshot): GpuStatusView {
+/** "nsgpu · GPU 87%", keeping a leading `$(icon)` first: "$(error) nsgpu · GPU lost". */
+export function withMachine(text: string, machineName: string | undefined): string {
+  if (!machineName) return text;
+  const icon = /^\$\([a-z-]+\)\s*/.exec(text)?.[0] ?? "";
+  return `${icon}${machineName} · ${text.slice(icon.length)}`;
+}
+
+/**
+ * Everything the status item shows for a snapshot; `machineName` (a connected machine's
+ * name) is put in front of the text and into the tooltip and label.
+ */
+export function statusView(snap: GpuSnapshot, machineName?: string): GpuStatusView {
   const none = snap.source === "none" || snap.gpus.length === 0;
-  const text = statusText(snap);
+  const text = withMachine(statusText(snap), machineName);
   const plain = text.replace(/\$\([a-z-]+\)\s*/g, "");
+  const on = machineName ? ` on ${machineName}` : "";
   return {
     text,
     level: none ? "none" : levelOf(snap),
-    tooltip: statusTooltip(snap),
-    label: none ? `No GPU: ${snap.message ?? "none found"}` : `GPU health ${verdictWord(snap.verdict)}: ${plain}`,
+    tooltip: statusTooltip(snap, machineName),
+    label: none ? `No GPU${on}: ${snap.message ?? "none found"}` : `GPU health ${verdictWord(snap.verdict)}: ${plain}`,
   };
+}
+
+// ---- machines ------------------------------------------------------------------------------
+
+/**
+ * The monitor's key of a snapshot's machine: "" for this machine, "provider/id" for a
+ * connected one (its samples are named so; a host name has no "/").
+ */
+export function machineKeyOf(snap: Pick<GpuSnapshot, "machine">): string {
+  return snap.machine.includes("/") ? snap.machine : "";
+}
+
+/** How a watch is listed: "statusBar" on this machine, "statusBar@ssh/box" on a connected one. */
+export function watchKey(watcher: string, machine: string): string {
+  return machine ? `${watcher}@${machine}` : watcher;
+}
+
+/**
+ * The machine whose GPUs the status item follows for the active document's kernel target:
+ * the target's machine when it is remote and connected, else this machine ("").
+ */
+export function focusedMachine(target: string | undefined, isConnected: (machine: string) => boolean): string {
+  const t = parseTarget(target);
+  return t.kind === "remote" && isConnected(t.machine) ? t.machine : "";
 }
 
 // ---- critical transitions ------------------------------------------------------------------
@@ -235,10 +280,11 @@ export function newCriticals(active: Set<string>, snap: GpuSnapshot): CriticalEv
   return fresh;
 }
 
-/** The notification text for conditions that turned critical together. */
-export function criticalMessage(events: CriticalEvent[]): string {
-  if (events.length === 1) return `GPU health is critical. ${events[0]?.message ?? ""}`.trim();
-  return `GPU health is critical: ${events.map((e) => e.message.replace(/\.$/, "")).join("; ")}.`;
+/** The notification text for conditions that turned critical together (on `machine`, if named). */
+export function criticalMessage(events: CriticalEvent[], machine?: string): string {
+  const head = machine ? `GPU health on ${machine} is critical` : "GPU health is critical";
+  if (events.length === 1) return `${head}. ${events[0]?.message ?? ""}`.trim();
+  return `${head}: ${events.map((e) => e.message.replace(/\.$/, "")).join("; ")}.`;
 }
 
 // ---- history -------------------------------------------------------------------------------

@@ -8,10 +8,25 @@ export type GpuMetric = "utilization" | "memory" | "power" | "temperature";
 
 // ---- GPU panel -----------------------------------------------------------------------------
 
+/** A machine the panel can show: "" this machine, "provider/id" a connected one. */
+export interface GpuPanelMachine {
+  machine: string;
+  label: string;
+}
+
 /** Host → GPU panel view. */
 export type GpuPanelHostMessage =
-  /** Everything at once: on load and after a reload (history oldest first). */
-  | { type: "init"; snapshot: GpuSnapshot | null; points: GpuHistoryPoint[]; error: string | null }
+  /** Everything at once: on load, after a reload and when the machine shown changes (history oldest first). */
+  | {
+      type: "init";
+      snapshot: GpuSnapshot | null;
+      points: GpuHistoryPoint[];
+      error: string | null;
+      machine: GpuPanelMachine;
+      machines: GpuPanelMachine[];
+    }
+  /** The machines to pick from changed (the one shown did not). */
+  | { type: "machines"; machine: GpuPanelMachine; machines: GpuPanelMachine[] }
   /** A new sample: appended to the charts. */
   | { type: "sample"; snapshot: GpuSnapshot }
   | { type: "error"; message: string }
@@ -24,6 +39,8 @@ export type GpuPanelViewMessage =
   | { type: "check" }
   | { type: "showLogs" }
   | { type: "openSettings" }
+  /** Show another machine ("" this one). */
+  | { type: "pickMachine"; machine: string }
   | { type: "state"; requestId: number; state: GpuPanelRenderedState };
 
 export interface GpuChartState {
@@ -38,7 +55,12 @@ export interface GpuChartState {
 /** What the GPU panel shows, read back from the DOM and the charts (for tests). */
 export interface GpuPanelRenderedState {
   status: "loading" | "ready" | "none" | "error";
+  /** The snapshot's machine (a host name here, "provider/id" for a connected machine). */
   machine: string | null;
+  /** The heading, e.g. "GPU · a100-box". */
+  heading: string;
+  /** The machine picker: its choices and the one selected. */
+  picker: { choices: GpuPanelMachine[]; selected: string };
   verdict: string | null;
   /** The heading line of each GPU card, e.g. "GPU 0 · NVIDIA H100 80GB HBM3". */
   gpus: string[];

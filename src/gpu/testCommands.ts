@@ -17,4 +17,6 @@ export const GPU_TEST_COMMANDS = {
   cancelCheck: "_gpuWorkbench.gpu.cancelCheck",
   /** () → the Markdown the export would open (header note included), or undefined. */
   exportText: "_gpuWorkbench.gpu.exportText",
+  /** (machine: "" | "provider/id") → the machine the GPU panel shows after picking it, as its picker does. */
+  pickPanelMachine: "_gpuWorkbench.gpu.pickPanelMachine",
 } as const;

@@ -156,7 +156,9 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
   }
 
   private gpuNodes(vm: proto.VmInfo): VmNode[] {
-    const snap = vm.state === "running" ? this.gpus?.snapshotOf(vm) : undefined;
+    // A connected machine is up whatever its listing's probe saw (an SSH host whose key only
+    // the remote settings' known_hosts holds reads "unknown"); snapshotOf has its GPUs then.
+    const snap = vm.state === "running" || vm.provider !== "local" ? this.gpus?.snapshotOf(vm) : undefined;
     return (snap?.gpus ?? []).map((gpu) => ({ kind: "gpu", vm, gpu }));
   }
 

@@ -1,14 +1,17 @@
 // GPU health, the parts without `vscode`: the status item's text, colours and tooltip for
 // 0, 1 and 8 GPUs, lost GPUs and values the driver does not report; critical transitions;
-// the charts' history window; and the check report's numbers.
+// the charts' history window; the check report's numbers; and which machine is shown (this
+// one or a connected one, named in the item, tooltip and notifications).
 import * as assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   appendPoint,
   criticalMessage,
   expectedText,
+  focusedMachine,
   GIB,
   gib,
+  machineKeyOf,
   measuredText,
   newCriticals,
   reportMarkdown,
@@ -17,6 +20,8 @@ import {
   statusTooltip,
   statusView,
   toHistoryPoint,
+  watchKey,
+  withMachine,
 } from "../../src/gpu/format";
 import type { GpuCheckReport, GpuHistoryPoint, GpuInfo, GpuReason, GpuSnapshot } from "../../src/protocol";
 
@@ -277,5 +282,55 @@ describe("gpu: check report", () => {
     assert.deepEqual(statusCounts(report), { pass: 1, warn: 1, fail: 0, skip: 1, info: 1 });
     assert.equal(reportMarkdown(report, null), "# GPU health\n");
     assert.equal(reportMarkdown(report, "untrusted"), "> untrusted\n\n# GPU health\n");
+  });
+});
+
+describe("gpu: machines", () => {
+  const connected = (m: string) => m === "ssh/box";
+
+  it("the focused machine is a remote target's machine only while it is connected", () => {
+    assert.equal(focusedMachine("remote:ssh/box:/usr/bin/python3", connected), "ssh/box");
+    assert.equal(focusedMachine("remote:ssh/box:", connected), "ssh/box");
+    assert.equal(focusedMachine("remote:ssh/other:/usr/bin/python3", connected), "");
+    assert.equal(focusedMachine("local", connected), "");
+    assert.equal(focusedMachine(undefined, connected), "");
+    assert.equal(focusedMachine("remote:nonsense", connected), "");
+  });
+
+  it("snapshots and watches are keyed by machine", () => {
+    assert.equal(machineKeyOf({ machine: "gpu-host-1" }), "");
+    assert.equal(machineKeyOf({ machine: "ssh/box" }), "ssh/box");
+    assert.equal(watchKey("statusBar", ""), "statusBar");
+    assert.equal(watchKey("panel", "lambda/i-123"), "panel@lambda/i-123");
+  });
+
+  it("a connected machine is named in the item, its tooltip and its label", () => {
+    const v = statusView(snap([gpu({ utilization: 80 })], { machine: "ssh/box" }), "box");
+    assert.equal(v.text, "box · GPU 80% · 61/80 GiB · 71°C");
+    assert.match(v.tooltip, /^\*\*GPU health: OK\*\* on box \(ssh\/box\)/);
+    assert.match(v.label, /box · GPU 80%/);
+    const lost = snap([gpu({ lost: true, verdict: "critical", reasons: [lostReason(0)] })], { machine: "ssh/box" });
+    assert.equal(statusView(lost, "box").text, "$(error) box · GPU lost");
+    const none = statusView(snap([], { machine: "ssh/box", source: "none", message: "no driver" }), "box");
+    assert.equal(none.text, "$(circuit-board) box · No GPU");
+    assert.match(none.tooltip, /\*\*No GPU\*\* on box \(ssh\/box\)/);
+    assert.match(none.label, /^No GPU on box: no driver/);
+    // This machine: as before, no name in front.
+    assert.equal(statusView(snap([gpu()])).text, "GPU 87% · 61/80 GiB · 71°C");
+    assert.equal(withMachine("GPU 1%", undefined), "GPU 1%");
+  });
+
+  it("critical notifications name the machine", () => {
+    const lost = gpu({ lost: true, verdict: "critical", reasons: [lostReason(0)] });
+    const ev = newCriticals(new Set(), snap([lost], { machine: "ssh/box" }));
+    assert.equal(
+      criticalMessage(ev, "box"),
+      "GPU health on box is critical. GPU 0 (NVIDIA H100 80GB HBM3): has fallen off the bus",
+    );
+    const two = newCriticals(
+      new Set(),
+      snap([lost, gpu({ index: 1, uuid: "GPU-1", lost: true, verdict: "critical", reasons: [lostReason(1)] })]),
+    );
+    assert.match(criticalMessage(two, "box"), /^GPU health on box is critical: GPU 0 .*; GPU 1 /);
   });
 });
