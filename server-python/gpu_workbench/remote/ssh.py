@@ -365,29 +365,96 @@ class SshHost:
 
     # ---- host keys ----
 
-    def _scan_target(self) -> Tuple[str, int]:
+    def _scan_target(self) -> Tuple[str, int, bool]:
+        """(host name, port, reached through a proxy) as ssh resolves the target."""
         t = self.target
         if not t.alias:
-            return t.host, int(t.port or 22)
+            return t.host, int(t.port or 22), False
         argv = [self.ssh] + (["-F", self.config_file] if self.config_file else []) + ["-G", t.alias]
-        host, port = t.host or t.alias, int(t.port or 22)
+        host, port, proxied = t.host or t.alias, int(t.port or 22), False
         try:
             out = subprocess.run(
                 argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=10
             ).stdout.decode("utf-8", "replace")
         except (OSError, subprocess.SubprocessError):
-            return host, port
+            return host, port, proxied
         for line in out.splitlines():
             key, _, value = line.partition(" ")
+            value = value.strip()
             if key == "hostname" and value:
-                host = value.strip()
-            elif key == "port" and value.strip().isdigit():
-                port = int(value.strip())
-        return host, port
+                host = value
+            elif key == "port" and value.isdigit():
+                port = int(value)
+            elif key in ("proxyjump", "proxycommand") and value and value != "none":
+                proxied = True
+        return host, port, proxied
+
+    def _key_through_ssh(self) -> Tuple[List[str], str]:
+        """The host key ssh itself negotiates (through jump hosts and proxies, which
+        ssh-keyscan cannot use), as known_hosts lines; and ssh's stderr.
+
+        It stops before authenticating (only the "none" method is offered), so nothing of
+        the user's is offered to a host not trusted yet; agent and port forwarding are off.
+        """
+        scratch = os.path.join(
+            self.control_dir, "scan-%d-%d" % (os.getpid(), threading.get_ident())
+        )
+        argv = [self.ssh] + (["-F", self.config_file] if self.config_file else [])
+        for option in (
+            "StrictHostKeyChecking=accept-new",
+            "UserKnownHostsFile=%s" % scratch,
+            "GlobalKnownHostsFile=/dev/null",
+            "HashKnownHosts=yes",
+            "PreferredAuthentications=none",
+            "BatchMode=yes",
+            "ControlMaster=no",
+            "ControlPath=none",
+            "ForwardAgent=no",
+            "ClearAllForwardings=yes",
+            "ConnectTimeout=10",
+            "LogLevel=ERROR",
+        ):
+            argv += ["-o", option]
+        argv += [*self._destination(), "true"]
+        try:
+            result = subprocess.run(
+                argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=KEYSCAN_TIMEOUT + 20
+            )
+            stderr = result.stderr.decode("utf-8", "replace")
+        except (OSError, subprocess.SubprocessError) as exc:
+            stderr = str(exc)
+        try:
+            with open(scratch, "r", encoding="utf-8") as f:
+                lines = [line.strip() for line in f if line.strip()]
+        except OSError:
+            lines = []
+        finally:
+            try:
+                os.unlink(scratch)
+            except OSError:
+                pass
+        return lines, stderr
 
     def _keyscan(self) -> List[Tuple[str, str, str]]:
         """(key type, fingerprint, hashed known_hosts line) per key the host presents."""
-        host, port = self._scan_target()
+        host, port, proxied = self._scan_target()
+        if proxied:
+            lines, stderr = self._key_through_ssh()
+            keys = []
+            for line in lines:
+                fields = line.split()
+                try:
+                    keys.append((fields[1], fingerprint_of(fields[2]), line))
+                except (IndexError, ValueError, TypeError):
+                    continue
+            if not keys:
+                raise ApplicationError(
+                    "RemoteUnavailable",
+                    "Cannot read the SSH host key of %s" % self.label,
+                    detail=_last_line(stderr) or None,
+                    hint="Check that the machine and its jump host are running and reachable",
+                )
+            return keys
         try:
             result = subprocess.run(
                 ["ssh-keyscan", "-H", "-T", "5", "-p", str(port), host],

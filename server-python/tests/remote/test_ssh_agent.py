@@ -295,11 +295,15 @@ def test_refused_port_is_remote_unavailable(remote: Remote) -> None:
 
 def test_a_host_behind_a_jump_host_from_the_ssh_config(remote: Remote) -> None:
     """An alias whose ssh config reaches it through another host: ProxyJump is
-    ProxyCommand `ssh -W %h:%p <jump>`; spelled out here so the test sees it was used."""
-    remote.trusted_host().close()  # the host key into known_hosts
+    ProxyCommand `ssh -W %h:%p <jump>`; spelled out here so the test sees it was used.
+    ssh-keyscan cannot go through a jump host: the unknown key is read through ssh itself,
+    before any authentication, then trusted like any other."""
+    remote.trusted_host().close()  # the jump host's key into known_hosts
     used = remote.root / "jump-used"
     config = remote.root / "ssh_config"
     known = remote.root / "known_hosts"
+    behind_known = remote.root / "behind_known_hosts"
+    behind_known.write_text("")
     key = remote.root / "client_key"
     user = getpass.getuser()
     config.write_text(
@@ -317,6 +321,7 @@ def test_a_host_behind_a_jump_host_from_the_ssh_config(remote: Remote) -> None:
                 "    BatchMode yes",
                 "Host behind",
                 "    HostName 127.0.0.1",
+                "    HostKeyAlias behind-the-jump",
                 "    Port %d" % remote.port,
                 "    User %s" % user,
                 "    IdentityFile %s" % key,
@@ -330,14 +335,22 @@ def test_a_host_behind_a_jump_host_from_the_ssh_config(remote: Remote) -> None:
     host = SshHost(
         SshTarget("behind", alias="behind"),
         remote.control_dir,
-        known_hosts=str(known),
+        known_hosts=str(behind_known),
         config_file=str(config),
     )
     remote.hosts.append(host)
+    with pytest.raises(ApplicationError) as info:
+        host.connect()
+    assert info.value.kind == "HostKeyUnknown", info.value.message
+    expected = _fingerprint_file(remote.root / "host_key.pub")
+    assert info.value.detail == expected, (info.value.detail, expected)
+    assert behind_known.read_text() == "", "nothing is trusted before the user says so"
+    assert not [p for p in os.listdir(host.control_dir) if p.startswith("scan-")]
+    host.trust(expected)
     host.connect()
     out = host.run("echo through-the-jump")
     assert out.returncode == 0 and out.stdout == b"through-the-jump\n", out
-    assert used.read_text().split() == ["127.0.0.1:%d" % remote.port]
+    assert set(used.read_text().split()) == {"127.0.0.1:%d" % remote.port}
     # The agent installs and answers through it too (the same command lines).
     install = agent.install(host, REMOTE_PYTHON)
     assert install["version"] == agent.bundle()[0], install
