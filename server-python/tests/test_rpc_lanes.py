@@ -112,7 +112,7 @@ def test_order_within_a_lane_holds_for_many_requests_and_after_a_failure() -> No
         boom = peer.send("boom", {"lane": "a"})
         after = peer.send("work", {"lane": "a", "n": 50})
         replies = [peer.reply() for _ in range(52)]
-        assert [r["id"] for r in replies] == sent + [boom, after]
+        assert [r["id"] for r in replies] == [*sent, boom, after]
         assert replies[50]["error"]["code"] == -32603
         assert [n for _, n in router.ran] == list(range(51))
     finally:
