@@ -186,7 +186,7 @@ export class VmTreeProvider implements vscode.TreeDataProvider<VmNode>, vscode.D
   getTreeItem(node: VmNode): vscode.TreeItem {
     if (node.kind === "provider") return this.providerItem(node.provider);
     if (node.kind === "vm") return this.vmItem(node.vm);
-    if (node.kind === "gpu") return gpuItem(node.gpu);
+    if (node.kind === "gpu") return gpuItem(node.gpu, node.vm);
     if (node.kind === "kernel") return kernelItem(node.vm, node.kernel);
     if (node.kind === "forward") return forwardItem(node.vm, node.forward);
     const item = new vscode.TreeItem(node.label, vscode.TreeItemCollapsibleState.None);
@@ -320,7 +320,7 @@ export function gpuRowText(gpu: proto.GpuInfo): [string, string] {
   ];
 }
 
-function gpuItem(gpu: proto.GpuInfo): vscode.TreeItem {
+function gpuItem(gpu: proto.GpuInfo, vm: proto.VmInfo): vscode.TreeItem {
   const [label, description] = gpuRowText(gpu);
   const item = new vscode.TreeItem(label, vscode.TreeItemCollapsibleState.None);
   item.description = description;
@@ -336,7 +336,12 @@ function gpuItem(gpu: proto.GpuInfo): vscode.TreeItem {
     md.appendMarkdown(`\n\n${r.severity === "critical" ? "⛔" : "⚠"} ${escapeMd(r.message)}`);
   item.tooltip = md;
   item.contextValue = "gpuWorkbench.gpu";
-  item.command = { command: "gpuWorkbench.showGpuPanel", title: "Show GPU Panel" };
+  // The panel shows this row's machine.
+  item.command = {
+    command: "gpuWorkbench.showGpuPanel",
+    title: "Show GPU Panel",
+    arguments: [{ provider: vm.provider, id: vm.id }],
+  };
   return item;
 }
 

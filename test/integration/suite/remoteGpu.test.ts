@@ -376,8 +376,46 @@ describe("remote gpu: a connected machine's GPU health", function () {
     assert.match(s.tooltip, new RegExp(`\\| 0 \\| ${LOCAL_GPU} \\| 5% \\|`));
     const w = await watchers();
     assert.ok(w.includes("statusBar") && !w.includes(`statusBar@${MACHINE}`), w.join(", "));
+    // A GPU row of the machine (its command's argument) opens the panel on that machine.
+    await vscode.commands.executeCommand("gpuWorkbench.showGpuPanel", { provider: "ssh", id: HOST });
+    const st = await waitFor("the machine's GPU in the panel opened from its row", async () => {
+      const x = await panelState();
+      return x && x.status === "ready" && x.gpus[0] === `GPU 0 · ${VM_GPU}` ? x : undefined;
+    });
+    assert.equal(st.picker.selected, MACHINE);
+    for (const tab of gpuTabs()) await vscode.window.tabGroups.close(tab);
     await vscode.window.showTextDocument(remoteDoc as vscode.TextDocument);
     await waitFor("the machine again", async () => (await statusItem()).text === VM_TEXT);
+  });
+
+  it("after a backend restart the machine's watches are sent again once it is connected", async () => {
+    await a.restartBackend();
+    await ready(a);
+    // The new backend has no connections: this machine until the machine is connected again.
+    await waitFor("this machine while not connected", async () => {
+      const x = await statusItem();
+      return x.machine === "" && /^GPU 5% /.test(x.text) ? x : undefined;
+    });
+    const m = await vscode.commands.executeCommand<proto.RemoteMachine | undefined>(
+      "gpuWorkbench.remote.connectMachine",
+      MACHINE,
+    );
+    assert.equal(m?.state, "connected", JSON.stringify(m));
+    await waitFor("the machine's numbers again", async () => (await statusItem()).text === VM_TEXT, 60_000);
+    // Samples stream again: a change on the machine reaches the item.
+    await writeScript(vmScriptFile, vmScript().replace("util=80", "util=42"));
+    await waitFor(
+      "the machine's new utilization",
+      async () => (await statusItem()).text === `${HOST} · GPU 42% · 40/80 GiB · 66°C`,
+      60_000,
+    );
+    const status = await a.ctx.backend.client?.sendRequest<proto.GpuSnapshot>(proto.gpuStatus.method, {
+      machine: MACHINE,
+    });
+    assert.equal(status?.machine, MACHINE);
+    assert.equal(status?.sampling, true, "the machine's agent samples: the watches reached it");
+    await writeScript(vmScriptFile, vmScript());
+    await waitFor("the machine back to 80%", async () => (await statusItem()).text === VM_TEXT, 60_000);
   });
 
   it("disconnecting stops watching the machine and the item falls back to this machine", async () => {
