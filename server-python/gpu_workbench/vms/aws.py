@@ -119,10 +119,15 @@ TABLE: Dict[str, Tuple[str, int, float, int, float, Optional[float]]] = {
     "p5en.48xlarge": ("NVIDIA H200", 8, 141, 192, 2048, None),
 }
 
-# Deep Learning AMIs (owner "amazon"), best first; then plain Ubuntu 22.04 from Canonical.
+# Deep Learning AMIs (owner "amazon", x86_64), best first; then plain Ubuntu 22.04 from
+# Canonical. Names as the DLAMI release notes give them, e.g. "Deep Learning OSS Nvidia
+# Driver AMI GPU PyTorch 2.9 (Ubuntu 24.04) 20260103" (current PyTorch DLAMIs are Ubuntu
+# 24.04 only) and "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) 20261006".
 DLAMI_PATTERNS = [
-    "Deep Learning OSS Nvidia Driver AMI GPU PyTorch*Ubuntu 22.04*",
-    "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*",
+    "Deep Learning OSS Nvidia Driver AMI GPU PyTorch * (Ubuntu 24.04) *",
+    "Deep Learning OSS Nvidia Driver AMI GPU PyTorch * (Ubuntu 22.04) *",
+    "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04) *",
+    "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) *",
     "Deep Learning*GPU*Ubuntu*",
     "Deep Learning*Ubuntu*",
 ]

@@ -5,10 +5,12 @@ is unavailable with an install hint and nothing else is affected. `skyPath` name
 to run, so an untrusted workspace's settings must not supply it.
 
 Commands (each run with a timeout; failures map to ProviderError kinds, see `_failure`):
-- list:      `sky status -o json` when the CLI accepts it (newer releases), otherwise
-             `sky status` and its table. `--refresh` is never used (slow, queries clouds),
-             so a cluster autostopped on the cloud side may show stale until SkyPilot
-             notices. Whether `-o json` is accepted is remembered per executable.
+- list:      `sky status -o json` when the CLI accepts it (SkyPilot added `-o/--output
+             json` in Feb 2026, skypilot-org/skypilot PR #8784), otherwise `sky status -v`
+             and its table (`-v` shows full RESOURCES, with the GPUs, and HEAD_IP), and on
+             CLIs without `-v` plain `sky status`. Which options are accepted is remembered
+             per executable. `--refresh` is never used (slow, queries clouds), so a cluster
+             autostopped on the cloud side may show stale until SkyPilot notices.
 - create:    `sky launch -y -d -c NAME (--gpus TYPE | --instance-type TYPE) [--region R |
              --infra CLOUD/R] [--use-spot] [--disk-size N] [--image-id IMG]
              [--idle-minutes-to-autostop N] -- true`: the cluster is provisioned and runs
@@ -23,19 +25,30 @@ After an operation the cluster is re-read with `sky status NAME`: SkyPilot print
 The `sky status` table (sky/utils/cli_utils/status_utils.py: a borderless, left-aligned
 prettytable, columns separated by two or more spaces, cells may contain single spaces).
 Columns are located by the header's offsets; the ones read are
-  NAME, STATUS (INIT | UP | STOPPED | AUTOSTOPPING | PENDING), RESOURCES ("1x g6.xlarge",
-  "1x(gpus=L4:1, g6.xlarge, cpus=4, ...)", older "1x AWS(g6.xlarge, {'L4': 1})"),
-  INFRA ("AWS (us-east-1)", "AWS/us-east-1") or REGION (older or `-a`), AUTOSTOP
-  ("10m", "10m (down)", "-"), LAUNCHED ("2 mins ago" or a date) and HEAD_IP (with `-a`).
-Other columns (USER, WORKSPACE, COMMAND, ZONE) are ignored; rows end at the first blank
-line, so the managed-jobs and services sections that follow are not read.
+  NAME, STATUS (INIT | UP | STOPPED | AUTOSTOPPING | PENDING), RESOURCES ("1x g6.xlarge" by
+  default in current releases, which names no GPU; with `-v` the full
+  "1x(gpus=L4:1, cpus=4, mem=16, g6.xlarge, disk=256)", "[spot]" before the parenthesis for
+  spot; older "1x AWS(g6.xlarge, {'L4': 1})"), INFRA ("AWS/us-east-1", an interim
+  "AWS (us-east-1)") or REGION (older releases), AUTOSTOP ("10m", "10m (down)", "(down)",
+  "-"), LAUNCHED ("2 mins ago" or a date) and HEAD_IP (current releases, with `-v`).
+Other columns (USER, USER_ID, WORKSPACE, COMMAND, ZONE) are ignored; rows end at the first
+blank line, so the managed-jobs, services and pools sections that follow are not read.
 
-SkyPilot reports no price in `sky status`: pricePerHour is None (unknown) unless settings
-give {"prices": {cluster: $/h}} or the JSON record carries a numeric hourly cost.
+`sky status -o json` prints a JSON list of cluster records (`[]` when none), but may print a
+prose line such as "Cluster(s) not found: NAME." on stdout before it (skypilot-org/skypilot
+issue #10713), so the JSON is looked for line by line. Records follow the API's
+StatusResponse (sky/schemas/api/responses.py): "name", "status" ("UP"), "launched_at"
+(epoch seconds), "autostop" (minutes, -1 = none), "to_down", "resources_str" /
+"resources_str_full", "nodes", "cloud", "region", "accelerators"; an ISO "launched_at",
+"autostop_minutes", "infra", "head_ip" and a {"clusters": [...]} wrapper are read too.
+
+SkyPilot reports no price in `sky status` (table or JSON): pricePerHour is None (unknown)
+unless settings give {"prices": {cluster: $/h}} (or a record carries a positive hourly cost).
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -73,8 +86,9 @@ _STATES = {
     "STOPPING": "stopping",
     "TERMINATED": "terminated",
 }
-# Remembered per sky executable (path, mtime): does `sky status -o json` work?
+# Remembered per sky executable (path, mtime): does `sky status -o json` / `-v` work?
 _JSON_SUPPORT: Dict[Tuple[str, float], bool] = {}
+_VERBOSE_SUPPORT: Dict[Tuple[str, float], bool] = {}
 
 
 def strip_ansi(text: str) -> str:
@@ -366,7 +380,17 @@ class SkyPilotProvider(Provider):
                 _JSON_SUPPORT[key] = False
             else:
                 raise _failure("status", code, out, err)
-        out = self._sky(["status", *names], timeout, check)
+        if key is not None and _VERBOSE_SUPPORT.get(key, True):
+            code, out, err = self._run(["status", "-v", *names], timeout, check)
+            if code == 0:
+                _VERBOSE_SUPPORT[key] = True
+                return self._vms_from_table(out)
+            if not _option_rejected(out + err):
+                raise _failure("status", code, out, err)
+            _VERBOSE_SUPPORT[key] = False
+        return self._vms_from_table(self._sky(["status", *names], timeout, check))
+
+    def _vms_from_table(self, out: str) -> List[Vm]:
         return [v for v in (self._vm_from_row(r) for r in parse_status_table(out)) if v]
 
     def list(self, credentials: Dict[str, str], check: Check = no_check) -> List[Vm]:
@@ -451,29 +475,31 @@ class SkyPilotProvider(Provider):
         name = r.get("name") or r.get("cluster_name")
         if not isinstance(name, str) or not name:
             return None
-        resources = r.get("resources_str") or r.get("resources") or ""
-        region = r.get("infra") or r.get("region")
-        if region is None and r.get("cloud"):
-            region = str(r.get("cloud"))
-        launched = r.get("launched_at")
-        autostop = r.get("autostop")
-        autostop_text: Optional[str] = None
-        if isinstance(autostop, (int, float)) and not isinstance(autostop, bool):
-            if autostop >= 0:
-                autostop_text = "%dm" % autostop + (" (down)" if r.get("to_down") else "")
-        elif isinstance(autostop, str):
-            autostop_text = autostop
+        resources = ""
+        for k in ("resources_str_full", "resources_str", "resources"):
+            value = r.get(k)
+            if isinstance(value, str) and value.strip():
+                resources = value
+                break
         address = r.get("head_ip")
-        return self._make_vm(
+        vm = self._make_vm(
             name,
             str(r.get("status") or ""),
-            str(resources),
-            _infra_region(str(region)) if region else None,
-            float(launched) if isinstance(launched, (int, float)) else None,
-            autostop_text,
-            address if isinstance(address, str) and address else None,
+            resources,
+            _record_region(r),
+            _record_time(r.get("launched_at")),
+            _record_autostop(r),
+            address if isinstance(address, str) and address not in ("", "-") else None,
             r,
         )
+        if not vm.gpu_count:
+            acc = parse_accelerators(r.get("accelerators"))
+            if acc is not None:
+                nodes = r.get("nodes")
+                if not isinstance(nodes, int) or isinstance(nodes, bool) or nodes < 1:
+                    nodes = parse_resources(resources)["nodes"]
+                vm.gpu_model, vm.gpu_count = acc[0], int(acc[1] * nodes)
+        return vm
 
     # ---- operations ----
 
@@ -576,22 +602,88 @@ def _stop(proc: "subprocess.Popen[bytes]") -> None:
 
 
 def _json_records(out: str) -> Optional[List[Dict[str, Any]]]:
-    text = strip_ansi(out).strip()
-    start = min((i for i in (text.find("["), text.find("{")) if i >= 0), default=-1)
-    if start < 0:
+    """The cluster records in `sky status -o json` output, skipping prose printed before it."""
+    text = strip_ansi(out)
+    decoder = json.JSONDecoder()
+    for m in re.finditer(r"^[ \t]*([\[{])", text, re.MULTILINE):
+        try:
+            data, _end = decoder.raw_decode(text, m.start(1))
+        except ValueError:
+            continue
+        if isinstance(data, dict):
+            lists = [
+                data[k] for k in ("clusters", "records", "data") if isinstance(data.get(k), list)
+            ]
+            if not lists:
+                continue
+            data = lists[0]
+        if isinstance(data, list) and all(isinstance(r, dict) for r in data):
+            return list(data)
+    return None
+
+
+def parse_accelerators(value: Any) -> Optional[Tuple[str, float]]:
+    """(model, count per node) from "L4:1", "L4", "{'L4': 1}" or {"L4": 1}; None if none."""
+    if isinstance(value, dict) and value:
+        model, count = next(iter(value.items()))
+        if isinstance(count, (int, float)) and not isinstance(count, bool):
+            return str(model), float(count)
         return None
+    if not isinstance(value, str) or value.strip() in ("", "-", "None", "{}"):
+        return None
+    s = value.strip()
+    m = re.search(r"[\"']([^\"']+)[\"']\s*:\s*(\d+(?:\.\d+)?)", s)
+    if m is None:
+        m = re.match(r"^([A-Za-z0-9][A-Za-z0-9_.-]*)(?::(\d+(?:\.\d+)?))?$", s)
+    if m is None:
+        return None
+    return m.group(1), float(m.group(2) or 1)
+
+
+def _record_region(r: Dict[str, Any]) -> Optional[str]:
+    infra = r.get("infra")
+    if isinstance(infra, str) and infra.strip():
+        return _infra_region(infra)
+    parts = [str(r[k]).strip() for k in ("cloud", "region") if r.get(k)]
+    parts = [p for p in parts if p and p != "-"]
+    return "/".join(parts) or None
+
+
+def _record_time(value: Any) -> Optional[float]:
+    """Epoch seconds (number or numeric string) or ISO 8601 ("2026-02-04T10:00:00Z")."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value) if value > 0 else None
+    if not isinstance(value, str) or not value.strip():
+        return None
+    s = value.strip()
     try:
-        data: Any = json.loads(text[start:])
+        return float(s)
     except ValueError:
-        return None
-    if isinstance(data, dict):
-        for key in ("clusters", "records", "data"):
-            if isinstance(data.get(key), list):
-                data = data[key]
-                break
-    if not isinstance(data, list):
-        return None
-    return [r for r in data if isinstance(r, dict)]
+        pass
+    try:
+        when = datetime.datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith("Z") else s)
+    except ValueError:
+        return parse_launched(s)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    return when.timestamp()
+
+
+def _record_autostop(r: Dict[str, Any]) -> Optional[str]:
+    """The AUTOSTOP cell status_utils would show for a record ("10m", "10m (down)", ...)."""
+    minutes = r.get("autostop")
+    if minutes is None:
+        minutes = r.get("autostop_minutes")
+    if isinstance(minutes, str):
+        return minutes.strip() or None
+    text = ""
+    if isinstance(minutes, (int, float)) and not isinstance(minutes, bool) and minutes >= 0:
+        text = "%dm" % minutes
+    if r.get("to_down") is True:
+        text = (text + " (down)").strip()
+    return text or None
 
 
 def _option_rejected(text: str) -> bool:

@@ -6,6 +6,7 @@ import importlib.abc
 import json
 import sys
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, Iterator, List, Optional
@@ -231,8 +232,18 @@ def test_offerings_priced_by_the_pricing_api(url: str, pricing_url: Dict[str, An
     assert offers["g4dn.xlarge"].price_source == "table 2026-11-01"  # not in the answer
     target, body = pricing_url["requests"][0]
     assert target == "AWSPriceListService.GetProducts" and body["ServiceCode"] == "AmazonEC2"
-    filters = {f["Field"]: f["Value"] for f in body["Filters"]}
-    assert filters["regionCode"] == REGION and filters["operatingSystem"] == "Linux"
+    # The on-demand Linux filter set of AWS's own GetProducts examples (pulumi/terraform
+    # aws_pricing_product docs), with regionCode for location.
+    assert {f["Type"] for f in body["Filters"]} == {"TERM_MATCH"}
+    assert {f["Field"]: f["Value"] for f in body["Filters"]} == {
+        "regionCode": REGION,
+        "operatingSystem": "Linux",
+        "tenancy": "Shared",
+        "preInstalledSw": "NA",
+        "capacitystatus": "Used",
+        "licenseModel": "No License required",
+        "instanceFamily": "GPU instance",
+    }
     # Cached: a second call does not ask again; list prices on-demand VMs from it.
     p.offerings({}, None)
     assert len(pricing_url["requests"]) == 2
@@ -268,6 +279,81 @@ def test_parse_price_list() -> None:
     assert prices == {"g5.xlarge": pytest.approx(1.006)}
 
 
+def test_parse_price_list_real_shape() -> None:
+    """A PriceList string as GetProducts returns it (shape of the AWS CLI get-products example)."""
+    product = {
+        "product": {
+            "productFamily": "Compute Instance",
+            "attributes": {
+                "instanceType": "g6.xlarge",
+                "regionCode": "us-east-1",
+                "operatingSystem": "Linux",
+                "tenancy": "Shared",
+                "preInstalledSw": "NA",
+                "capacitystatus": "Used",
+                "instanceFamily": "GPU instance",
+                "usagetype": "BoxUsage:g6.xlarge",
+                "operation": "RunInstances",
+            },
+            "sku": "ABCDEFGH12345678",
+        },
+        "serviceCode": "AmazonEC2",
+        "terms": {
+            "OnDemand": {
+                "ABCDEFGH12345678.JRTCKXETXF": {
+                    "priceDimensions": {
+                        "ABCDEFGH12345678.JRTCKXETXF.6YS6EN2CT7": {
+                            "unit": "Hrs",
+                            "endRange": "Inf",
+                            "description": "$0.8048 per On Demand Linux g6.xlarge Instance Hour",
+                            "appliesTo": [],
+                            "rateCode": "ABCDEFGH12345678.JRTCKXETXF.6YS6EN2CT7",
+                            "beginRange": "0",
+                            "pricePerUnit": {"USD": "0.8048000000"},
+                        }
+                    },
+                    "sku": "ABCDEFGH12345678",
+                    "effectiveDate": "2026-11-01T00:00:00Z",
+                    "offerTermCode": "JRTCKXETXF",
+                    "termAttributes": {},
+                }
+            },
+            "Reserved": {},
+        },
+        "version": "20261101000000",
+        "publicationDate": "2026-11-01T00:00:00Z",
+    }
+    storage = json.loads(json.dumps(product))
+    storage["product"]["attributes"]["instanceType"] = "g6.2xlarge"
+    dim = storage["terms"]["OnDemand"]["ABCDEFGH12345678.JRTCKXETXF"]["priceDimensions"]
+    next(iter(dim.values()))["unit"] = "GB-Mo"  # not an hourly price: ignored
+    assert parse_price_list([json.dumps(product), json.dumps(storage)]) == {
+        "g6.xlarge": pytest.approx(0.8048)
+    }
+
+
+def test_spot_history_request() -> None:
+    seen: Dict[str, Any] = {}
+
+    class Pager:
+        def paginate(self, **kwargs: Any) -> List[Dict[str, Any]]:
+            seen.update(kwargs)
+            item = {"InstanceType": "g5.xlarge", "AvailabilityZone": "a", "SpotPrice": "0.4"}
+            return [{"SpotPriceHistory": [item]}]
+
+    class FakeEc2:
+        def get_paginator(self, name: str) -> Pager:
+            seen["operation"] = name
+            return Pager()
+
+    history = AwsProvider({})._spot_history(FakeEc2(), ["g5.xlarge"])
+    assert history and seen["operation"] == "describe_spot_price_history"
+    # Valid ProductDescriptions values per the EC2 API reference; StartTime=now returns the
+    # price in effect now (the last change before the start time) for each zone.
+    assert seen["ProductDescriptions"] == ["Linux/UNIX", "Linux/UNIX (Amazon VPC)"]
+    assert seen["InstanceTypes"] == ["g5.xlarge"] and abs(seen["StartTime"] - time.time()) < 60
+
+
 def test_latest_spot_price_per_zone() -> None:
     import datetime
 
@@ -280,6 +366,54 @@ def test_latest_spot_price_per_zone() -> None:
     ]
     assert aws.latest_spot_prices(history) == {"g5.xlarge": 0.4}
     assert aws.latest_spot_by_zone(history) == {("g5.xlarge", "a"): 0.5, ("g5.xlarge", "b"): 0.4}
+
+
+def test_default_image_prefers_current_pytorch_dlami() -> None:
+    """The DescribeImages call and the ranking of what it returns (names from the DLAMI notes)."""
+    calls: List[Dict[str, Any]] = []
+
+    def image(name: str, date: str, ident: str) -> Dict[str, Any]:
+        return {"ImageId": ident, "Name": name, "CreationDate": date, "State": "available"}
+
+    class FakeEc2:
+        def __init__(self, images: List[Dict[str, Any]]) -> None:
+            self.images = images
+
+        def describe_images(self, **kwargs: Any) -> Dict[str, Any]:
+            calls.append(kwargs)
+            return {"Images": self.images if kwargs.get("Owners") == ["amazon"] else []}
+
+    base22 = "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04) 20261006"
+    images = [
+        image(base22, "2026-10-06T00:00:00.000Z", "ami-base22"),
+        image(
+            "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.7 (Ubuntu 22.04) 20250901",
+            "2025-09-01T00:00:00.000Z",
+            "ami-pt22",
+        ),
+        image(
+            "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.9 (Ubuntu 24.04) 20260103",
+            "2026-01-03T00:00:00.000Z",
+            "ami-pt29",
+        ),
+        image(
+            "Deep Learning OSS Nvidia Driver AMI GPU PyTorch 2.10 (Ubuntu 24.04) 20261009",
+            "2026-10-09T00:00:00.000Z",
+            "ami-pt210",
+        ),
+    ]
+    p = AwsProvider({})
+    ident, name, _root = p._image(FakeEc2(images), None)
+    assert ident == "ami-pt210" and "(Ubuntu 24.04)" in name
+    assert calls[0]["Owners"] == ["amazon"]
+    filters = {f["Name"]: f["Values"] for f in calls[0]["Filters"]}
+    assert filters["architecture"] == ["x86_64"] and filters["name"] == aws.DLAMI_PATTERNS
+    # Without a PyTorch DLAMI the Base one is next; without any, Canonical's Ubuntu.
+    assert p._image(FakeEc2(images[:1]), None)[0] == "ami-base22"
+    calls.clear()
+    with pytest.raises(ProviderError):
+        p._image(FakeEc2([]), None)
+    assert calls[-1]["Owners"] == [aws.UBUNTU_OWNER]
 
 
 # ---- create, list, lifecycle ----

@@ -16,6 +16,7 @@ from gpu_workbench.vms.skypilot import (
     SkyPilotProvider,
     is_accelerator_spec,
     map_status,
+    parse_accelerators,
     parse_launched,
     parse_resources,
     parse_status_table,
@@ -27,8 +28,8 @@ def _clusters() -> Dict[str, Any]:
     return {
         "dev": {
             "status": "UP",
-            "resources": "1x(gpus=L4:1, g6.xlarge, cpus=4, mem=16, disk=256)",
-            "infra": "AWS (us-east-1)",
+            "resources": "1x(gpus=L4:1, cpus=4, mem=16, g6.xlarge, disk=256)",
+            "infra": "AWS/us-east-1",
             "launched_at": now - 7200,
             "autostop": 10,
             "to_down": True,
@@ -36,8 +37,8 @@ def _clusters() -> Dict[str, Any]:
         },
         "old": {
             "status": "STOPPED",
-            "resources": "2x AWS(p3.2xlarge[Spot], {'V100': 1})",
-            "infra": "GCP (us-central1, us-central1-a)",
+            "resources": "2x[spot](gpus=V100:1, cpus=8, mem=61, p3.2xlarge, disk=256)",
+            "infra": "AWS/us-west-2",
             "launched_at": now - 3 * 86400,
             "spot": True,
         },
@@ -47,6 +48,7 @@ def _clusters() -> Dict[str, Any]:
 @pytest.fixture(autouse=True)
 def _fresh_json_cache() -> None:
     skypilot._JSON_SUPPORT.clear()
+    skypilot._VERBOSE_SUPPORT.clear()
 
 
 @pytest.fixture
@@ -89,9 +91,7 @@ def test_found_on_path(monkeypatch: Any, fake: Path) -> None:
     assert [v.id for v in p.list({})] == ["dev", "old"]
 
 
-def test_list_from_table(fake: Path) -> None:
-    p = _provider(fake)
-    vms = {v.id: v for v in p.list({})}
+def _check_listed(vms: Dict[str, Any], address: Any) -> None:
     dev, old = vms["dev"], vms["old"]
     assert dev.state == "running" and dev.provider == "skypilot" and dev.key == "skypilot/dev"
     assert (dev.gpu_model, dev.gpu_count, dev.instance_type) == ("L4", 1, "g6.xlarge")
@@ -99,28 +99,97 @@ def test_list_from_table(fake: Path) -> None:
     assert dev.price_per_hour is None  # sky status has no price: unknown, never 0
     assert dev.detail == "autostop 10m (down)"
     assert dev.capabilities == ["stop", "terminate"]
+    assert dev.address == address
     assert dev.launched_at is not None and abs(dev.launched_at - (time.time() - 7200)) < 120
     assert old.state == "stopped" and old.spot
     assert (old.gpu_model, old.gpu_count, old.instance_type) == ("V100", 2, "p3.2xlarge")
-    assert old.region == "GCP/us-central1/us-central1-a"
+    assert old.region == "AWS/us-west-2"
     assert old.capabilities == ["start", "terminate"]
-    # -o json was tried once, rejected, then remembered.
-    assert _calls(fake) == [["status", "-o", "json"], ["status"]]
-    p.list({})
-    assert _calls(fake)[-1] == ["status"] and len(_calls(fake)) == 3
+    assert old.detail is None
 
 
-def test_list_from_json_when_supported(fake: Path) -> None:
-    set_state(fake, json=True)
-    p = _provider(fake, prices={"dev": 0.8})
-    vms = {v.id: v for v in p.list({})}
+def test_list_from_json(fake: Path) -> None:
+    p = _provider(fake)
+    _check_listed({v.id: v for v in p.list({})}, None)  # StatusResponse has no head IP
     assert _calls(fake) == [["status", "-o", "json"]]
-    dev = vms["dev"]
-    assert (dev.state, dev.gpu_model, dev.gpu_count) == ("running", "L4", 1)
-    assert dev.address == "1.2.3.4" and dev.price_per_hour == 0.8
-    assert dev.detail == "autostop 10m (down)"
-    assert dev.launched_at is not None and abs(dev.launched_at - (time.time() - 7200)) < 5
-    assert vms["old"].state == "stopped"
+    p = _provider(fake, prices={"dev": 0.8})
+    assert {v.id: v for v in p.list({})}["dev"].price_per_hour == 0.8
+
+
+def test_list_from_verbose_table_without_json(fake: Path) -> None:
+    set_state(fake, json=False)
+    p = _provider(fake)
+    _check_listed({v.id: v for v in p.list({})}, "1.2.3.4")
+    # -o json was tried once, rejected, then remembered; -v gives GPUs and HEAD_IP.
+    assert _calls(fake) == [["status", "-o", "json"], ["status", "-v"]]
+    p.list({})
+    assert _calls(fake)[-1] == ["status", "-v"] and len(_calls(fake)) == 3
+
+
+def test_list_from_older_table(fake: Path) -> None:
+    set_state(fake, old=True)
+    p = _provider(fake)
+    vms = {v.id: v for v in p.list({})}
+    assert _calls(fake) == [["status", "-o", "json"], ["status", "-v"], ["status"]]
+    dev, old = vms["dev"], vms["old"]
+    assert (dev.state, dev.gpu_model, dev.gpu_count, dev.instance_type) == (
+        "running",
+        "L4",
+        1,
+        "g6.xlarge",
+    )
+    assert dev.region == "us-east-1" and dev.detail == "autostop 10m (down)"
+    assert (old.gpu_model, old.gpu_count, old.spot, old.state) == ("V100", 2, True, "stopped")
+    p.list({})
+    assert _calls(fake)[-1] == ["status"] and len(_calls(fake)) == 4
+
+
+def test_json_records_skip_prose_and_unwrap() -> None:
+    records = skypilot._json_records
+    prose = "[warn] odd {thing}\nCluster(s) not found: \x1b[1mghost\x1b[0m.\n[]\n"
+    assert records(prose) == []
+    body = '[\n  {\n    "name": "a",\n    "status": "UP"\n  }\n]'
+    assert records("Fetching...\n" + body) == [{"name": "a", "status": "UP"}]
+    assert records('{"clusters": [{"name": "b"}]}') == [{"name": "b"}]
+    assert records("Usage: sky status [OPTIONS]\n") is None
+    assert records("[1, 2]") is None
+
+
+def test_record_variants() -> None:
+    p = SkyPilotProvider()
+    # The shape planned in skypilot PR #8784: ISO time, autostop_minutes, cloud/region.
+    vm = p._vm_from_record(
+        {
+            "name": "x",
+            "status": "UP",
+            "launched_at": "2026-02-04T10:00:00Z",
+            "autostop_minutes": 60,
+            "to_down": False,
+            "cloud": "GCP",
+            "region": "us-central1",
+            "resources": "1x GCP(n1-standard-4, T4)",
+            "nodes": 2,
+            "accelerators": "T4:1",
+        }
+    )
+    assert vm is not None
+    assert vm.launched_at == 1770199200.0 and vm.detail == "autostop 60m"
+    assert vm.region == "GCP/us-central1" and (vm.gpu_model, vm.gpu_count) == ("T4", 2)
+    vm = p._vm_from_record(
+        {"name": "y", "status": "ClusterStatus.STOPPED", "autostop": -1, "to_down": True}
+    )
+    assert vm is not None and vm.state == "stopped" and vm.detail == "autostop (down)"
+    assert vm.launched_at is None and vm.region is None and vm.gpu_count == 0
+    assert p._vm_from_record({"status": "UP"}) is None
+
+
+def test_parse_accelerators() -> None:
+    assert parse_accelerators("L4:1") == ("L4", 1.0)
+    assert parse_accelerators("H100") == ("H100", 1.0)
+    assert parse_accelerators("{'A100-80GB': 8}") == ("A100-80GB", 8.0)
+    assert parse_accelerators({"V100": 4}) == ("V100", 4.0)
+    assert parse_accelerators(None) is None and parse_accelerators("-") is None
+    assert parse_accelerators("{}") is None
 
 
 def test_empty_status(tmp_path: Path) -> None:
@@ -258,8 +327,34 @@ def test_parsers() -> None:
     assert parse_launched("1 hr ago", now) == now - 3600
     assert parse_launched("-", now) is None and parse_launched("whenever", now) is None
     assert parse_launched("2025-01-02 03:04:05") is not None
+    assert skypilot._infra_region("GCP (us-central1, us-central1-a)") == (
+        "GCP/us-central1/us-central1-a"
+    )
+    assert skypilot._infra_region("AWS/us-east-1") == "AWS/us-east-1"
     assert is_accelerator_spec("H100:8") and is_accelerator_spec("L4")
     assert not is_accelerator_spec("g6.xlarge") and not is_accelerator_spec("gpu_1x_a10")
+
+
+def test_table_parser_current_verbose_columns() -> None:
+    current = (
+        "Enabled Infra: aws, k8s/ctx\n\nClusters\n"
+        "NAME  INFRA          RESOURCES                                            "
+        "STATUS  AUTOSTOP   LAUNCHED     HEAD_IP   COMMAND\n"
+        "gpu   AWS/us-east-1  1x[spot](gpus=L4:1, cpus=4, mem=16, g6.xlarge, disk=256)  "
+        "UP      5m (down)  2 hrs ago    3.3.3.3   sky launch -c gpu\n"
+    )
+    rows = parse_status_table(current)
+    assert len(rows) == 1 and rows[0]["HEAD_IP"] == "3.3.3.3"
+    assert rows[0]["AUTOSTOP"] == "5m (down)" and rows[0]["INFRA"] == "AWS/us-east-1"
+    r = parse_resources(rows[0]["RESOURCES"])
+    assert (r["gpu_model"], r["gpus"], r["instance_type"], r["spot"]) == (
+        "L4",
+        1,
+        "g6.xlarge",
+        True,
+    )
+    vm = SkyPilotProvider()._vm_from_row(rows[0])
+    assert vm is not None and vm.address == "3.3.3.3" and vm.region == "AWS/us-east-1"
 
 
 def test_table_parser_older_columns_and_no_clusters() -> None:
