@@ -64,6 +64,7 @@ from .base import (
     Provider,
     ProviderError,
     Report,
+    SshTarget,
     Vm,
     no_check,
     no_report,
@@ -450,6 +451,10 @@ class SkyPilotProvider(Provider):
             spot=res["spot"],
             launched_at=launched_at,
             address=address,
+            # SkyPilot writes a Host entry named after each cluster into its ssh config (an
+            # Include in ~/.ssh/config): `ssh <cluster>` is how its docs connect, and it
+            # carries the user, key and port (and jump hosts on Kubernetes).
+            ssh=SshTarget(address or name, alias=name) if state == "running" else None,
             capabilities=caps,
             stop_keeps_billing=self.stop_keeps_billing,
             detail=detail,

@@ -100,6 +100,9 @@ def _check_listed(vms: Dict[str, Any], address: Any) -> None:
     assert dev.detail == "autostop 10m (down)"
     assert dev.capabilities == ["stop", "terminate"]
     assert dev.address == address
+    # Connected to through the Host entry SkyPilot writes for each cluster.
+    assert dev.ssh is not None and dev.ssh.alias == "dev" and dev.ssh.host == (address or "dev")
+    assert old.ssh is None  # stopped: nothing to connect to
     assert dev.launched_at is not None and abs(dev.launched_at - (time.time() - 7200)) < 120
     assert old.state == "stopped" and old.spot
     assert (old.gpu_model, old.gpu_count, old.instance_type) == ("V100", 2, "p3.2xlarge")
