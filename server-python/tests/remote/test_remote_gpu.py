@@ -21,7 +21,7 @@ from gpu_workbench import protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "gpu"))
-import fake_nvml
+import fake_nvml  # pyright: ignore[reportMissingImports]  (tests/gpu, put on sys.path above)
 import netns
 
 MACHINE = "ssh/vm"
