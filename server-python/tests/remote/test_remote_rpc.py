@@ -21,7 +21,7 @@ from typing import Any, Dict, Iterator, List, Optional
 import pytest
 from shapes import assert_shape
 
-from conftest import SERVER_ROOT, Session, backend_env, spawn
+from conftest import SERVER_ROOT, KernelClient, Session, backend_env, spawn
 from gpu_workbench import protocol
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -372,5 +372,62 @@ def test_autostop_info_reads_the_countdown_without_changing_it(tmp_path: Path, v
         assert not marker.exists()
         response = session.request("remote/autostopInfo", {"machine": "ssh/other"}, 20)
         assert response["error"]["data"]["kind"] == "RemoteUnavailable", response
+    finally:
+        session.close()
+
+
+def test_interrupt_restart_variables_input_and_rich_outputs_work_as_locally(
+    tmp_path: Path, vm: Any
+) -> None:
+    session = backend(tmp_path, vm)
+    kernels = KernelClient(session)
+    try:
+        connect(session)
+        kid = kernels.start(machine="ssh/vm")["kernelId"]
+        assert kid.endswith("@ssh/vm")
+        # Variables.
+        kernels.run(kid, "numbers = [1, 2, 3]\nlabel = 'abc'")
+        by_name = {
+            v["name"]: v for v in kernels.call("kernel/variables", {"kernelId": kid})["variables"]
+        }
+        assert by_name["numbers"]["type"] == "list" and by_name["numbers"]["length"] == 3
+        assert by_name["label"]["repr"] == "'abc'"
+        # An input prompt answered from here.
+        eid = kernels.execute(kid, "name = input('who? ')\nprint('hi', name)")
+        request = kernels.wait_event(kid, lambda e: e.get("type") == "input_request", 30)
+        assert request["executionId"] == eid and request["prompt"] == "who? "
+        kernels.call("kernel/inputReply", {"kernelId": kid, "executionId": eid, "value": "ada"})
+        assert kernels.reply(kid, eid, 30)["status"] == "ok"
+        assert "hi ada" in kernels.stdout(kid, eid)
+        # Rich output: an image and HTML, as display data.
+        eid = kernels.execute(
+            kid,
+            "class P:\n"
+            "    def _repr_png_(self):\n"
+            "        return b'\\x89PNG\\r\\n\\x1a\\nfake'\n"
+            "    def _repr_html_(self):\n"
+            "        return '<b>bold</b>'\n"
+            "P()",
+        )
+        assert kernels.reply(kid, eid, 30)["status"] == "ok"
+        result = [e for e in kernels.outputs(kid, eid) if e.get("type") == "execute_result"]
+        assert result and result[0]["data"]["text/html"] == "<b>bold</b>", result
+        assert result[0]["data"]["image/png"], result
+        # Interrupt a running cell: KeyboardInterrupt on the VM, the kernel lives on.
+        eid = kernels.execute(kid, "import time\nprint('start', flush=True)\ntime.sleep(60)")
+        kernels.wait_event(
+            kid, lambda e: e.get("type") == "stream" and "start" in e.get("text", ""), 30
+        )
+        outcome = kernels.call("kernel/interrupt", {"kernelId": kid})["outcome"]
+        assert outcome == "interrupted", outcome
+        reply = kernels.reply(kid, eid, 30)
+        assert reply["status"] == "interrupted", reply
+        assert kernels.run(kid, "print(label)", 30)["status"] == "ok"
+        # Restart: the same kernel id, its variables gone.
+        kernels.call("kernel/restart", {"kernelId": kid}, 60)
+        eid = kernels.execute(kid, "print('label' in globals())")
+        assert kernels.reply(kid, eid, 30)["status"] == "ok"
+        assert kernels.stdout(kid, eid).strip() == "False"
+        kernels.call("kernel/shutdown", {"kernelId": kid})
     finally:
         session.close()
