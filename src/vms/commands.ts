@@ -405,14 +405,18 @@ export class VmCommands {
       if (c === "Open SSH Terminal") await this.openSsh(vm);
       return false;
     }
+    // The Include goes into the file Remote-SSH reads ("remote.SSH.configFile", else ~/.ssh/config).
     if (!(await this.ssh.included()) && !(await this.ssh.offerInclude(true))) {
       void vscode.window.showWarningMessage(
-        `Remote-SSH will not know the host ${sshAlias(vm)} without the Include line. You can also set "remote.SSH.configFile" to ${this.ssh.file}.`,
+        `Remote-SSH will not know the host ${sshAlias(vm)} without the Include line in ${this.ssh.userConfig}. You can also set "remote.SSH.configFile" to ${this.ssh.file}.`,
       );
       return false;
     }
     const alias = sshAlias(vm);
     const commands = await vscode.commands.getCommands(true);
+    // A peer registering `opensshremotes.openEmptyWindow` is asked for the host directly; the
+    // released Open Remote - SSH (0.0.50) registers `openremotessh.openEmptyWindow` (no
+    // argument) instead, so with it, as with Remote - SSH, the window opens by remote authority.
     if (ext.id === "jeanp413.open-remote-ssh" && commands.includes("opensshremotes.openEmptyWindow")) {
       await vscode.commands.executeCommand("opensshremotes.openEmptyWindow", { host: alias });
     } else {

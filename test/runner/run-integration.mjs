@@ -10,6 +10,7 @@
 // tests:[{title, state, durationMs}]}. $GPUWB_TEST_GREP is passed through to it.
 // Exit code: 0 iff failed == 0 and passed > 0.
 
+import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import fs from "node:fs/promises";
 import os from "node:os";
@@ -42,6 +43,11 @@ if (opts.help) {
 }
 
 const extension = path.resolve(opts.extension ?? repoRoot);
+// Installed next to the extension: a stand-in for the Open Remote - SSH extension's command and
+// setting (test/fixtures/remote-ssh-standin/README.md), for the remoteSsh suite. Installed from
+// a .vsix packed here, not passed as a second extensionDevelopmentPath: this VS Code web build
+// loads only the last `extensionDevelopmentPath` of the workbench payload.
+const remoteSshStandIn = path.join(repoRoot, "test", "fixtures", "remote-ssh-standin");
 const workspace = path.resolve(opts.workspace ?? path.join(repoRoot, "examples"));
 const tests = path.resolve(extension, opts.tests ?? "out/test/integration/index.js");
 const timeoutMs = Number(opts["timeout-ms"] ?? 10 * 60_000);
@@ -59,11 +65,18 @@ async function main() {
     ["extension", path.join(extension, "package.json")],
     ["tests module", tests],
     ["workspace", workspace],
+    ["Remote-SSH stand-in", path.join(remoteSshStandIn, "package.json")],
   ]) {
     if (!existsSync(p)) throw new Error(`${what} not found: ${p}${what === "tests module" ? " (build first?)" : ""}`);
   }
   const tmp = await fs.mkdtemp(path.join(os.tmpdir(), "gpuwb-results-"));
   const resultsFile = path.join(tmp, "results.json");
+  const standInVsix = path.join(tmp, "remote-ssh-standin.vsix");
+  execFileSync(
+    path.join(repoRoot, "node_modules", ".bin", "vsce"),
+    ["package", "--no-dependencies", "--allow-missing-repository", "--skip-license", "--out", standInVsix],
+    { cwd: remoteSshStandIn, stdio: ["ignore", "pipe", "pipe"] },
+  );
   const t0 = Date.now();
   const vscodeDir = await ensureVsCodeServer({ log });
   let server;
@@ -75,6 +88,7 @@ async function main() {
       env: { GPUWB_TEST_RESULTS: resultsFile },
       userSettings,
       workspaceTrust: opts["workspace-trust"],
+      installExtensions: [standInVsix],
       log,
     });
     const logStart = server.logs().length;
