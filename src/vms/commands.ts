@@ -18,6 +18,12 @@ import type { VmNode } from "./tree";
 export const KERNEL_TARGET_KEY = "gpuWorkbench.vms.kernelTarget";
 const REMOTE_SSH_IDS = ["ms-vscode-remote.remote-ssh", "jeanp413.open-remote-ssh"];
 
+/**
+ * The remote windows "Open in Remote-SSH" opened (authorities); tests set `dryRun` (through
+ * a hidden command outside Production mode) to see them without a window being opened.
+ */
+export const remoteWindows = { opened: [] as string[], dryRun: false };
+
 export class VmCommands {
   constructor(
     private readonly ctx: Ctx,
@@ -408,20 +414,15 @@ export class VmCommands {
     // The Include goes into the file Remote-SSH reads ("remote.SSH.configFile", else ~/.ssh/config).
     if (!(await this.ssh.included()) && !(await this.ssh.offerInclude(true))) {
       void vscode.window.showWarningMessage(
-        `Remote-SSH will not know the host ${sshAlias(vm)} without the Include line in ${this.ssh.userConfig}. You can also set "remote.SSH.configFile" to ${this.ssh.file}.`,
+        `Remote-SSH will not know the host ${sshAlias(vm)} without the Include line in ${this.ssh.userConfig}. You can add "Include ${this.ssh.file}" there yourself, or use Open SSH Terminal.`,
       );
       return false;
     }
-    const alias = sshAlias(vm);
-    const commands = await vscode.commands.getCommands(true);
-    // A peer registering `opensshremotes.openEmptyWindow` is asked for the host directly; the
-    // released Open Remote - SSH (0.0.50) registers `openremotessh.openEmptyWindow` (no
-    // argument) instead, so with it, as with Remote - SSH, the window opens by remote authority.
-    if (ext.id === "jeanp413.open-remote-ssh" && commands.includes("opensshremotes.openEmptyWindow")) {
-      await vscode.commands.executeCommand("opensshremotes.openEmptyWindow", { host: alias });
-    } else {
-      await vscode.commands.executeCommand("vscode.newWindow", { remoteAuthority: `ssh-remote+${alias}` });
-    }
+    // Both Remote - SSH and Open Remote - SSH resolve the authority "ssh-remote+<Host alias>"
+    // from the ssh config they read (neither offers a command taking a host).
+    const authority = `ssh-remote+${sshAlias(vm)}`;
+    remoteWindows.opened.push(authority);
+    if (!remoteWindows.dryRun) await vscode.commands.executeCommand("vscode.newWindow", { remoteAuthority: authority });
     return true;
   }
 

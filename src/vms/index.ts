@@ -5,7 +5,7 @@
 import * as vscode from "vscode";
 import { registerReporting } from "../commands";
 import type { Ctx } from "../ctx";
-import { VmCommands } from "./commands";
+import { remoteWindows, VmCommands } from "./commands";
 import { CredentialStore } from "./credentials";
 import { VmKernels } from "./kernels";
 import { VmModel } from "./model";
@@ -112,6 +112,10 @@ export function activateVms(ctx: Ctx, gpus?: GpuSnapshots): void {
       vscode.commands.registerCommand(VM_TEST_COMMANDS.script, (answers: (string | null)[] | null) => {
         if (answers === null) clearScript();
         else scriptAnswers(answers);
+      }),
+      vscode.commands.registerCommand(VM_TEST_COMMANDS.remoteWindows, (dryRun?: boolean) => {
+        if (typeof dryRun === "boolean") remoteWindows.dryRun = dryRun;
+        return remoteWindows.opened.splice(0);
       }),
     );
   }

@@ -15,4 +15,6 @@ export const VM_TEST_COMMANDS = {
   sshConfigPath: "_gpuWorkbench.vms.sshConfigPath",
   /** (text) → the text as the log would record it (redacted). */
   redact: "_gpuWorkbench.vms.redact",
+  /** (dryRun?: boolean) → string[]: remote authorities Open in Remote-SSH opened since the last call (cleared); dryRun: record only (not in Production mode). */
+  remoteWindows: "_gpuWorkbench.vms.remoteWindows",
 } as const;

@@ -1,8 +1,9 @@
 // "Open in Remote-SSH" from the GPU Machines view, end to end against the namespace "VM"
 // (server-python/tests/remote/netns.py): with Remote-SSH's own `remote.SSH.configFile` pointed
 // at a temporary file, the command asks once (answered by the test-only prompt queue), adds
-// `Include <managed file>` at the top of that file and nothing else, and asks the Open Remote -
-// SSH stand-in (test/fixtures/remote-ssh-standin, loaded by the runner) for the host's alias.
+// `Include <managed file>` at the top of that file and nothing else, and opens a window on the
+// remote authority `ssh-remote+<alias>` (recorded by a dry run here; the Open Remote - SSH
+// stand-in in test/fixtures/remote-ssh-standin only makes Remote-SSH count as installed).
 // The proof that Remote-SSH would reach the machine: plain `ssh -F <that file> <alias>` does.
 // The real ~/.ssh/config is never written (checked before and after).
 import * as assert from "node:assert/strict";
@@ -53,7 +54,9 @@ describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
   let tmp = "";
   let userConfig = "";
   let managed = "";
-  let calls: unknown[] = [];
+  /** Remote authorities opened since the last call (recorded, not opened: dry run). */
+  const opened = () => vscode.commands.executeCommand<string[]>(T.remoteWindows, true);
+  const AUTHORITY = `ssh-remote+${ALIAS}`;
   let agent: { sock: string; pid: number } | undefined;
   let savedAuthSock: string | undefined;
   const realConfig = path.join(os.homedir(), ".ssh", "config");
@@ -71,12 +74,12 @@ describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
       why = "the workspace is not trusted";
       return;
     }
-    const standIn = vscode.extensions.getExtension<{ calls: unknown[] }>(STANDIN_ID);
+    const standIn = vscode.extensions.getExtension(STANDIN_ID);
     if (!standIn) {
       why = `the Remote-SSH stand-in (${STANDIN_ID}) is not loaded; test/runner/run-integration.mjs installs it`;
       return;
     }
-    calls = (await standIn.activate()).calls;
+    await opened(); // dry run from here on: record the window instead of opening it
     a = await api();
     await ready(a);
     realBefore = existsSync(realConfig) ? await fs.readFile(realConfig, "utf8") : undefined;
@@ -116,6 +119,7 @@ describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
     this.timeout(60_000);
     await vscode.commands.executeCommand(T.script, null);
     if (!a) return;
+    await vscode.commands.executeCommand(T.remoteWindows, false);
     await setConfigFile(undefined);
     await vscode.workspace.getConfiguration("gpuWorkbench.vms").update("ssh.hosts", undefined, G);
     netns?.close();
@@ -168,7 +172,7 @@ describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
     assert.equal(await fs.readFile(userConfig, "utf8"), `Include ${managed}\n\n${USER_ENTRIES}`);
     assert.equal(await mode(userConfig), 0o600, "an existing file keeps its mode");
     assert.match(await fs.readFile(managed, "utf8"), new RegExp(`^Host ${ALIAS}$`, "m"));
-    assert.deepEqual(calls, [{ host: ALIAS }], "the peer was asked for the machine's alias");
+    assert.deepEqual(await opened(), [AUTHORITY], "a window on the machine's alias");
 
     // What Remote-SSH would do with that file: ssh reads it, follows the Include, reaches the VM.
     assert.ok(info);
@@ -210,7 +214,7 @@ describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
     }
     assert.equal(await fs.readFile(userConfig, "utf8"), before);
     assert.equal(before.split(managed).length - 1, 1, "one Include of the managed file");
-    assert.deepEqual(calls, [{ host: ALIAS }, { host: ALIAS }]);
+    assert.deepEqual(await opened(), [AUTHORITY]);
   });
 
   it("declined: nothing is written and nothing opens; accepted: a missing file is created 0600 in a 0700 folder", async () => {
@@ -222,7 +226,7 @@ describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
       assert.equal(await open(), false, "declined: not opened");
       assert.ok(!existsSync(fresh), "declined: the file was not created");
       assert.ok(!existsSync(path.dirname(fresh)), "declined: the folder was not created");
-      assert.equal(calls.length, 2, "declined: the peer was not asked");
+      assert.deepEqual(await opened(), [], "declined: no window");
       const asked = (await prompts()).filter((p) => p.startsWith(CONSENT));
       assert.equal(asked.length, 1);
       assert.ok(asked[0]?.includes(fresh), asked[0]);
@@ -233,7 +237,7 @@ describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
       assert.equal(await mode(fresh), 0o600);
       assert.equal(await mode(path.dirname(fresh)), 0o700);
       assert.equal(await mode(path.dirname(path.dirname(fresh))), 0o700);
-      assert.deepEqual(calls.at(-1), { host: ALIAS });
+      assert.deepEqual(await opened(), [AUTHORITY]);
       // The earlier file is left as it was.
       assert.equal(await fs.readFile(userConfig, "utf8"), `Include ${managed}\n\n${USER_ENTRIES}`);
     } finally {
