@@ -6,21 +6,10 @@ import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, renameSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { log, ROOT, runFromPalette, withWorkbench } from "./lib.mjs";
+import { log, poll, ROOT, runFromPalette, withWorkbench } from "./lib.mjs";
 
 export const tests = [];
 const test = (title, fn) => tests.push({ title, fn });
-
-async function poll(what, fn, timeoutMs = 90_000) {
-  const start = Date.now();
-  let last;
-  while (Date.now() - start < timeoutMs) {
-    last = await fn().catch((e) => e);
-    if (last && !(last instanceof Error)) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`);
-}
 
 /** The frame (webviews are nested iframes) in which `predicate` holds; it runs in the frame. */
 async function webviewFrame(page, what, predicate) {
@@ -137,7 +126,10 @@ test("gpu: the status item and its tooltip, the GPU panel's charts, and the heal
         "the report after a reload",
         () => document.querySelectorAll(".gpu-check tbody tr").length > 0,
       );
-      await page.locator(".tab", { hasText: /^GPU$/ }).first().click({ timeout: 30_000 });
+      await page
+        .locator(".tab", { hasText: /^GPU · Local$/ })
+        .first()
+        .click({ timeout: 30_000 });
       await webviewFrame(
         page,
         "the GPU panel after a reload",
