@@ -1,6 +1,6 @@
 // UI tests of cells in a Python file: Shift+Enter through the quickstart with results shown
 // under each cell, and a window reload during a long cell that loses none of its output.
-import { openFile, STATUS_READY, waitForNotes, withWorkbench } from "./lib.mjs";
+import { openFile, reloadWindow, STATUS_READY, waitForNotes, withWorkbench } from "./lib.mjs";
 
 export const tests = [];
 const test = (title, fn) => tests.push({ title, fn });
@@ -54,13 +54,7 @@ test("a window reload during a long cell loses none of its output", async (env) 
     await page.keyboard.press("Control+Enter");
     await waitForNotes(page, (n) => n.some((t) => t.startsWith("⟳ running")), "the long cell to run");
     // Reload the window while it runs.
-    await page.keyboard.press("F1");
-    await page.locator(".quick-input-widget input").fill(">Developer: Reload Window");
-    await page.locator(".quick-input-list .monaco-list-row", { hasText: "Reload Window" }).first().waitFor();
-    await page.keyboard.press("Enter");
-    await page.waitForTimeout(1000);
-    await page.waitForSelector(".monaco-workbench", { timeout: 60_000 });
-    await page.locator(STATUS_READY).waitFor({ timeout: 90_000 });
+    await reloadWindow(page);
     const notes = await waitForNotes(
       page,
       (n) => n.some((t) => /^✓ .*tick 24$/.test(t)),

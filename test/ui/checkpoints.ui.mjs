@@ -2,21 +2,10 @@
 // GPU Workbench sidebar, a click that opens the inspector, statistics with a histogram from
 // the keyboard, the unsafe banner, and a comparison picked from the Command Palette.
 // Screenshots: test-results/ui/checkpoints-*.png.
-import { log, runFromPalette, withWorkbench } from "./lib.mjs";
+import { log, poll, runFromPalette, withWorkbench } from "./lib.mjs";
 
 export const tests = [];
 const test = (title, fn) => tests.push({ title, fn });
-
-async function poll(what, fn, timeoutMs = 90_000) {
-  const start = Date.now();
-  let last;
-  while (Date.now() - start < timeoutMs) {
-    last = await fn().catch((e) => e);
-    if (last && !(last instanceof Error)) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`);
-}
 
 /** The frame (webviews are nested iframes) in which `predicate` holds; it runs in the frame. */
 async function webviewFrame(page, what, predicate) {

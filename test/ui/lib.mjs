@@ -48,6 +48,29 @@ export async function waitForNotes(page, predicate, what, timeoutMs = 60_000) {
   throw new Error(`timed out waiting for ${what}; inline notes: ${JSON.stringify(notes)}`);
 }
 
+/** Poll `fn` until it resolves truthy (not an Error); throws naming `what` after the timeout. */
+export async function poll(what, fn, timeoutMs = 90_000) {
+  const start = Date.now();
+  let last;
+  while (Date.now() - start < timeoutMs) {
+    last = await fn().catch((e) => e);
+    if (last && !(last instanceof Error)) return last;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`);
+}
+
+/** Developer: Reload Window, then wait for the workbench and the backend to be ready again. */
+export async function reloadWindow(page) {
+  await page.keyboard.press("F1");
+  await page.locator(".quick-input-widget input").fill(">Developer: Reload Window");
+  await page.locator(".quick-input-list .monaco-list-row", { hasText: "Reload Window" }).first().waitFor();
+  await page.keyboard.press("Enter");
+  await page.waitForTimeout(1000);
+  await page.waitForSelector(".monaco-workbench", { timeout: 60_000 });
+  await page.locator(STATUS_READY).waitFor({ timeout: 90_000 });
+}
+
 /** Open a workspace file through Quick Open. */
 export async function openFile(page, name) {
   await page.keyboard.press("Control+P");

@@ -8,7 +8,17 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
 import * as readline from "node:readline";
-import { log, openFile, ROOT, runFromPalette, STATUS_READY, waitForNotes, withWorkbench } from "./lib.mjs";
+import {
+  log,
+  openFile,
+  poll,
+  ROOT,
+  reloadWindow,
+  runFromPalette,
+  STATUS_READY,
+  waitForNotes,
+  withWorkbench,
+} from "./lib.mjs";
 
 export const tests = [];
 const test = (title, fn) => tests.push({ title, fn });
@@ -72,17 +82,6 @@ async function resultsText(page) {
   return undefined;
 }
 
-async function poll(what, fn, timeoutMs = 90_000) {
-  const start = Date.now();
-  let last;
-  while (Date.now() - start < timeoutMs) {
-    last = await fn().catch((e) => e);
-    if (last && !(last instanceof Error)) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`);
-}
-
 test("remote: pick the VM as kernel target, run cells there, reload mid-cell and lose nothing", async (env) => {
   const { info, close } = await netnsUp();
   const workspace = mkdtempSync(path.join(tmpdir(), "gpuwb-remote-ui-"));
@@ -133,13 +132,7 @@ test("remote: pick the VM as kernel target, run cells there, reload mid-cell and
         (n) => n.some((t) => /tick \d+$/.test(t) && t.startsWith("⟳")),
         "the long cell to print",
       );
-      await page.keyboard.press("F1");
-      await page.locator(".quick-input-widget input").fill(">Developer: Reload Window");
-      await page.locator(".quick-input-list .monaco-list-row", { hasText: "Reload Window" }).first().waitFor();
-      await page.keyboard.press("Enter");
-      await page.waitForTimeout(1000);
-      await page.waitForSelector(".monaco-workbench", { timeout: 60_000 });
-      await page.locator(STATUS_READY).waitFor({ timeout: 90_000 });
+      await reloadWindow(page);
       // The window connects to the machine again by itself and re-attaches the kernel.
       await page
         .locator('div.statusbar-item[aria-label^="GPU Workbench kernel: "][aria-label*="nsvm"]')

@@ -3,7 +3,7 @@
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import * as path from "node:path";
-import { log, openFile, runFromPalette, STATUS_READY, withWorkbench } from "./lib.mjs";
+import { log, openFile, poll, runFromPalette, STATUS_READY, withWorkbench } from "./lib.mjs";
 
 export const tests = [];
 const test = (title, fn) => tests.push({ title, fn });
@@ -62,17 +62,6 @@ async function resultsFrame(page) {
     if (found) return f;
   }
   return undefined;
-}
-
-async function poll(what, fn, timeoutMs = 90_000) {
-  const start = Date.now();
-  let last;
-  while (Date.now() - start < timeoutMs) {
-    last = await fn().catch((e) => e);
-    if (last && !(last instanceof Error)) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`);
 }
 
 test("results panel: Run All shows outputs, and hostile HTML runs no script", async (env) => {

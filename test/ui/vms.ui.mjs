@@ -4,7 +4,7 @@
 // Screenshots: test-results/ui/vms-*.png.
 import { spawn } from "node:child_process";
 import * as net from "node:net";
-import { log, runFromPalette, withWorkbench } from "./lib.mjs";
+import { log, poll, runFromPalette, withWorkbench } from "./lib.mjs";
 
 export const tests = [];
 const test = (title, fn) => tests.push({ title, fn });
@@ -18,17 +18,6 @@ function freePort() {
       s.close(() => resolve(port));
     });
   });
-}
-
-async function poll(what, fn, timeoutMs = 60_000) {
-  const start = Date.now();
-  let last;
-  while (Date.now() - start < timeoutMs) {
-    last = await fn().catch((e) => e);
-    if (last && !(last instanceof Error)) return last;
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`timed out waiting for ${what}${last instanceof Error ? `: ${last.message}` : ""}`);
 }
 
 async function pick(page, text) {

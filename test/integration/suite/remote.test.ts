@@ -18,7 +18,8 @@ import { REMOTE_TEST_COMMANDS as R, type RemoteTestState } from "../../../src/re
 import { VM_TEST_COMMANDS as T } from "../../../src/vms/testCommands";
 import type { VmTreeRow } from "../../../src/vms/tree";
 import { api, ready, waitFor } from "../helpers";
-import { Netns, type NetnsInfo, startAgent } from "../netnsHost";
+import type { Netns, NetnsInfo } from "../netnsHost";
+import { TestVm } from "../netnsHost";
 
 const MACHINE = "ssh/nsvm";
 
@@ -41,13 +42,12 @@ function allText(r: ExecutionRecord | undefined): string {
 describe("remote: kernels on a machine over SSH", function () {
   this.timeout(240_000);
   let a: GpuWorkbenchApi;
+  let vm: TestVm | undefined;
   let netns: Netns | undefined;
   let info: NetnsInfo | undefined;
   let why = "";
   let knownHosts = "";
   let doc: vscode.TextDocument | undefined;
-  let agent: { sock: string; pid: number } | undefined;
-  let savedAuthSock: string | undefined;
   const extensionRoot = path.resolve(__dirname, "..", "..", "..", "..");
   const G = vscode.ConfigurationTarget.Global;
 
@@ -65,33 +65,16 @@ describe("remote: kernels on a machine over SSH", function () {
       why = `the backend does not serve remote/list (${String(err)})`;
       return;
     }
-    const script = path.join(extensionRoot, "server-python", "tests", "remote", "netns.py");
-    try {
-      await fs.access(script);
-      ({ netns, info } = await Netns.up(script));
-    } catch (err) {
-      why = `the namespace host did not start (${String(err)})`;
-      return;
-    }
     // A known_hosts of our own, empty: the VM's key is unknown, root's real one untouched.
     const dir = await fs.mkdtemp(path.join(os.tmpdir(), "gpuwb-remote-it-"));
-    knownHosts = path.join(dir, "known_hosts");
-    await fs.writeFile(knownHosts, "");
-    await vscode.workspace.getConfiguration("gpuWorkbench.remote").update("knownHostsFile", knownHosts, G);
-    await vscode.workspace
-      .getConfiguration("gpuWorkbench.vms")
-      .update(
-        "ssh.hosts",
-        [{ name: "nsvm", host: info.address, port: info.port, user: info.user, identityFile: info.identityFile }],
-        G,
-      );
-    // The SSH hosts provider's reachability probe (vms/ssh_hosts.py) runs plain `ssh` without
-    // the host's identityFile: an agent holding the key lets it see the host as running.
-    agent = startAgent(info.identityFile);
-    if (agent) {
-      savedAuthSock = process.env.SSH_AUTH_SOCK;
-      process.env.SSH_AUTH_SOCK = agent.sock;
+    try {
+      vm = await TestVm.up(extensionRoot, { name: "nsvm", knownHosts: "empty", dir });
+    } catch (err) {
+      why = err instanceof Error ? err.message : String(err);
+      return;
     }
+    ({ netns, info } = vm);
+    knownHosts = path.join(dir, "known_hosts");
     await a.restartBackend();
     await ready(a);
   });
@@ -99,24 +82,9 @@ describe("remote: kernels on a machine over SSH", function () {
   after(async function () {
     this.timeout(60_000);
     await vscode.commands.executeCommand(T.script, null);
-    if (!netns) return;
-    await vscode.commands.executeCommand("gpuWorkbench.remote.disconnectMachine", MACHINE).then(
-      () => undefined,
-      () => undefined,
-    );
+    if (!vm) return;
     if (doc) await a.ctx.bindings.unbind(doc.uri);
-    netns.close();
-    if (agent) {
-      try {
-        process.kill(agent.pid);
-      } catch {
-        // already gone
-      }
-      if (savedAuthSock === undefined) delete process.env.SSH_AUTH_SOCK;
-      else process.env.SSH_AUTH_SOCK = savedAuthSock;
-    }
-    await vscode.workspace.getConfiguration("gpuWorkbench.vms").update("ssh.hosts", undefined, G);
-    await vscode.workspace.getConfiguration("gpuWorkbench.remote").update("knownHostsFile", undefined, G);
+    await vm.down();
   });
 
   beforeEach(function () {
@@ -347,15 +315,8 @@ describe("remote: kernels on a machine over SSH", function () {
   it("an SSH host that opts into idle autostop shows the countdown and warns with Keep Running", async () => {
     assert.ok(info);
     const marker = path.join(info.tmp, "autostop-acted");
-    const hosts = vscode.workspace.getConfiguration("gpuWorkbench.vms");
-    const host = {
-      name: "nsvm",
-      host: info.address,
-      port: info.port,
-      user: info.user,
-      identityFile: info.identityFile,
-    };
-    await hosts.update("ssh.hosts", [{ ...host, autostopMinutes: 1, autostopCommand: `touch ${marker}` }], G);
+    assert.ok(vm);
+    await vm.setHosts({ autostopMinutes: 1, autostopCommand: `touch ${marker}` });
     try {
       await vscode.commands.executeCommand("gpuWorkbench.remote.disconnectMachine", MACHINE);
       await vscode.commands.executeCommand(T.prompts);
@@ -399,7 +360,7 @@ describe("remote: kernels on a machine over SSH", function () {
       assert.ok(shown);
     } finally {
       await vscode.commands.executeCommand(T.script, null);
-      await hosts.update("ssh.hosts", [host], G);
+      await vm.setHosts();
       // Reconnecting without the rule sends none; the old watchdog is stopped explicitly.
       await a.ctx.backend.client?.sendRequest(proto.remoteAutostop.method, { machine: MACHINE, idleMinutes: 0 });
     }

@@ -17,7 +17,7 @@ import type * as proto from "../../../src/protocol";
 import { VM_TEST_COMMANDS as T } from "../../../src/vms/testCommands";
 import type { VmTreeRow } from "../../../src/vms/tree";
 import { api, ready, waitFor } from "../helpers";
-import { Netns, type NetnsInfo, startAgent } from "../netnsHost";
+import { TestVm } from "../netnsHost";
 
 const HOST = "nsckpt";
 const MACHINE = `ssh/${HOST}`;
@@ -73,15 +73,11 @@ function remoteTree(): Thenable<RemoteTreeRow[]> {
 describe("remote checkpoints: browsing and inspecting on a machine", function () {
   this.timeout(240_000);
   let a: GpuWorkbenchApi;
-  let netns: Netns | undefined;
-  let info: NetnsInfo | undefined;
+  let vm: TestVm | undefined;
   let why = "";
   let dir = "";
   let file = "";
-  let agent: { sock: string; pid: number } | undefined;
-  let savedAuthSock: string | undefined;
   const extensionRoot = path.resolve(__dirname, "..", "..", "..", "..");
-  const G = vscode.ConfigurationTarget.Global;
 
   before(async function () {
     this.timeout(180_000);
@@ -91,14 +87,6 @@ describe("remote checkpoints: browsing and inspecting on a machine", function ()
     }
     a = await api();
     await ready(a);
-    const script = path.join(extensionRoot, "server-python", "tests", "remote", "netns.py");
-    try {
-      await fs.access(script);
-      ({ netns, info } = await Netns.up(script));
-    } catch (err) {
-      why = `the namespace host did not start (${String(err)})`;
-      return;
-    }
     // The checkpoint, outside the workspace: the "VM" shares this disk.
     dir = await fs.mkdtemp(path.join(os.tmpdir(), "gpuwb-remote-ckpt-"));
     await fs.mkdir(path.join(dir, "run1"));
@@ -112,20 +100,11 @@ describe("remote checkpoints: browsing and inspecting on a machine", function ()
       ]),
     );
     await fs.writeFile(path.join(dir, "notes.txt"), "not a checkpoint");
-    const knownHosts = path.join(dir, "known_hosts");
-    await fs.writeFile(knownHosts, "");
-    await vscode.workspace.getConfiguration("gpuWorkbench.remote").update("knownHostsFile", knownHosts, G);
-    await vscode.workspace
-      .getConfiguration("gpuWorkbench.vms")
-      .update(
-        "ssh.hosts",
-        [{ name: HOST, host: info.address, port: info.port, user: info.user, identityFile: info.identityFile }],
-        G,
-      );
-    agent = startAgent(info.identityFile);
-    if (agent) {
-      savedAuthSock = process.env.SSH_AUTH_SOCK;
-      process.env.SSH_AUTH_SOCK = agent.sock;
+    try {
+      vm = await TestVm.up(extensionRoot, { name: HOST, knownHosts: "empty", dir });
+    } catch (err) {
+      why = err instanceof Error ? err.message : String(err);
+      return;
     }
     await a.restartBackend();
     await ready(a);
@@ -141,23 +120,7 @@ describe("remote checkpoints: browsing and inspecting on a machine", function ()
         folder: dir,
       });
     }
-    if (!netns) return;
-    await vscode.commands.executeCommand("gpuWorkbench.remote.disconnectMachine", MACHINE).then(
-      () => undefined,
-      () => undefined,
-    );
-    netns.close();
-    if (agent) {
-      try {
-        process.kill(agent.pid);
-      } catch {
-        // already gone
-      }
-      if (savedAuthSock === undefined) delete process.env.SSH_AUTH_SOCK;
-      else process.env.SSH_AUTH_SOCK = savedAuthSock;
-    }
-    await vscode.workspace.getConfiguration("gpuWorkbench.vms").update("ssh.hosts", undefined, G);
-    await vscode.workspace.getConfiguration("gpuWorkbench.remote").update("knownHostsFile", undefined, G);
+    await vm?.down();
     if (dir) await fs.rm(dir, { recursive: true, force: true });
   });
 

@@ -21,7 +21,7 @@ import { remoteTarget } from "../../../src/remote/format";
 import { VM_TEST_COMMANDS as T } from "../../../src/vms/testCommands";
 import type { VmTreeRow } from "../../../src/vms/tree";
 import { api, ready, waitFor } from "../helpers";
-import { Netns, type NetnsInfo, startAgent } from "../netnsHost";
+import { TestVm } from "../netnsHost";
 
 const PYTHON = process.env.GPUWB_TEST_PYTHON || "python3";
 const HOST = "nsgpu";
@@ -92,15 +92,12 @@ function gpuTabs(): vscode.Tab[] {
 describe("remote gpu: a connected machine's GPU health", function () {
   this.timeout(240_000);
   let a: GpuWorkbenchApi;
-  let netns: Netns | undefined;
-  let info: NetnsInfo | undefined;
+  let vm: TestVm | undefined;
   let why = "";
   let tmp = "";
   let vmScriptFile = "";
   let remoteDoc: vscode.TextDocument | undefined;
   let localDoc: vscode.TextDocument | undefined;
-  let agent: { sock: string; pid: number } | undefined;
-  let savedAuthSock: string | undefined;
   let envChanged = false;
   const saved: Partial<Record<(typeof ENV_KEYS)[number], string>> = {};
   const extensionRoot = path.resolve(__dirname, "..", "..", "..", "..");
@@ -139,30 +136,17 @@ describe("remote gpu: a connected machine's GPU health", function () {
     const localScript = path.join(tmp, "local-nvml.script");
     await writeScript(vmScriptFile, vmScript());
     await writeScript(localScript, LOCAL_SCRIPT);
-    const script = path.join(extensionRoot, "server-python", "tests", "remote", "netns.py");
-    try {
-      ({ netns, info } = await Netns.up(script, { LD_LIBRARY_PATH: lib, GPUWB_FAKE_NVML_SCRIPT: vmScriptFile }));
-    } catch (err) {
-      why = `the namespace host did not start (${String(err)})`;
-      return;
-    }
     // Its key is trusted up front here (remote.test.ts covers the prompt).
-    const knownHosts = path.join(tmp, "known_hosts");
-    await fs.copyFile(info.knownHosts, knownHosts);
-    await vscode.workspace.getConfiguration("gpuWorkbench.remote").update("knownHostsFile", knownHosts, G);
-    await vscode.workspace
-      .getConfiguration("gpuWorkbench.vms")
-      .update(
-        "ssh.hosts",
-        [{ name: HOST, host: info.address, port: info.port, user: info.user, identityFile: info.identityFile }],
-        G,
-      );
-    // The SSH hosts provider's reachability probe runs plain `ssh`: an agent holding the key
-    // lets it see the host as running.
-    agent = startAgent(info.identityFile);
-    if (agent) {
-      savedAuthSock = process.env.SSH_AUTH_SOCK;
-      process.env.SSH_AUTH_SOCK = agent.sock;
+    try {
+      vm = await TestVm.up(extensionRoot, {
+        name: HOST,
+        env: { LD_LIBRARY_PATH: lib, GPUWB_FAKE_NVML_SCRIPT: vmScriptFile },
+        knownHosts: "trusted",
+        dir: tmp,
+      });
+    } catch (err) {
+      why = err instanceof Error ? err.message : String(err);
+      return;
     }
     // This machine's backend reads another stand-in GPU (the extension host's environment).
     for (const k of ENV_KEYS) saved[k] = process.env[k];
@@ -178,13 +162,7 @@ describe("remote gpu: a connected machine's GPU health", function () {
     this.timeout(90_000);
     if (!a) return;
     for (const tab of gpuTabs()) await vscode.window.tabGroups.close(tab);
-    if (netns) {
-      await vscode.commands.executeCommand("gpuWorkbench.remote.disconnectMachine", MACHINE).then(
-        () => undefined,
-        () => undefined,
-      );
-      netns.close();
-    }
+    await vm?.down();
     for (const d of [remoteDoc, localDoc]) {
       if (!d) continue;
       await a.ctx.bindings.unbind(d.uri);
@@ -194,17 +172,6 @@ describe("remote gpu: a connected machine's GPU health", function () {
       );
     }
     await vscode.commands.executeCommand("workbench.action.closeAllEditors");
-    if (agent) {
-      try {
-        process.kill(agent.pid);
-      } catch {
-        // already gone
-      }
-      if (savedAuthSock === undefined) delete process.env.SSH_AUTH_SOCK;
-      else process.env.SSH_AUTH_SOCK = savedAuthSock;
-    }
-    await vscode.workspace.getConfiguration("gpuWorkbench.vms").update("ssh.hosts", undefined, G);
-    await vscode.workspace.getConfiguration("gpuWorkbench.remote").update("knownHostsFile", undefined, G);
     await vscode.workspace.getConfiguration("gpuWorkbench.gpu").update("intervalSeconds", undefined, G);
     if (envChanged) {
       for (const k of ENV_KEYS) {

@@ -17,7 +17,7 @@ import type { GpuWorkbenchApi } from "../../../src/extension";
 import { VM_TEST_COMMANDS as T } from "../../../src/vms/testCommands";
 import type { VmTreeRow } from "../../../src/vms/tree";
 import { api, ready, waitFor } from "../helpers";
-import { Netns, type NetnsInfo, startAgent } from "../netnsHost";
+import { type NetnsInfo, TestVm } from "../netnsHost";
 
 const MACHINE = "ssh/nsrssh";
 /** sshAlias() of a settings host named "nsrssh" (no alias of its own). */
@@ -48,7 +48,7 @@ async function mode(p: string): Promise<number> {
 describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
   this.timeout(180_000);
   let a: GpuWorkbenchApi;
-  let netns: Netns | undefined;
+  let vm: TestVm | undefined;
   let info: NetnsInfo | undefined;
   let why = "";
   let tmp = "";
@@ -57,8 +57,6 @@ describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
   /** Remote authorities opened since the last call (recorded, not opened: dry run). */
   const opened = () => vscode.commands.executeCommand<string[]>(T.remoteWindows, true);
   const AUTHORITY = `ssh-remote+${ALIAS}`;
-  let agent: { sock: string; pid: number } | undefined;
-  let savedAuthSock: string | undefined;
   const realConfig = path.join(os.homedir(), ".ssh", "config");
   let realBefore: string | undefined;
   const extensionRoot = path.resolve(__dirname, "..", "..", "..", "..");
@@ -83,33 +81,18 @@ describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
     a = await api();
     await ready(a);
     realBefore = existsSync(realConfig) ? await fs.readFile(realConfig, "utf8") : undefined;
-    const script = path.join(extensionRoot, "server-python", "tests", "remote", "netns.py");
-    try {
-      await fs.access(script);
-      ({ netns, info } = await Netns.up(script));
-    } catch (err) {
-      why = `the namespace host did not start (${String(err)})`;
-      return;
-    }
     tmp = await fs.mkdtemp(path.join(os.tmpdir(), "gpuwb-rssh-it-"));
     userConfig = path.join(tmp, "ssh", "config");
     await fs.mkdir(path.dirname(userConfig), { mode: 0o700 });
     await fs.writeFile(userConfig, USER_ENTRIES, { mode: 0o600 });
     await setConfigFile(userConfig);
-    await vscode.workspace
-      .getConfiguration("gpuWorkbench.vms")
-      .update(
-        "ssh.hosts",
-        [{ name: "nsrssh", host: info.address, port: info.port, user: info.user, identityFile: info.identityFile }],
-        G,
-      );
-    // The SSH hosts provider's reachability probe runs plain `ssh` without the host's
-    // identityFile: an agent holding the key lets it see the host as running.
-    agent = startAgent(info.identityFile);
-    if (agent) {
-      savedAuthSock = process.env.SSH_AUTH_SOCK;
-      process.env.SSH_AUTH_SOCK = agent.sock;
+    try {
+      vm = await TestVm.up(extensionRoot, { name: "nsrssh", knownHosts: "unset", dir: tmp });
+    } catch (err) {
+      why = err instanceof Error ? err.message : String(err);
+      return;
     }
+    info = vm.info;
     await a.restartBackend();
     await ready(a);
     managed = await vscode.commands.executeCommand<string>(T.sshConfigPath);
@@ -121,17 +104,7 @@ describe("remoteSsh: Open in Remote-SSH from GPU Machines", function () {
     if (!a) return;
     await vscode.commands.executeCommand(T.remoteWindows, false);
     await setConfigFile(undefined);
-    await vscode.workspace.getConfiguration("gpuWorkbench.vms").update("ssh.hosts", undefined, G);
-    netns?.close();
-    if (agent) {
-      try {
-        process.kill(agent.pid);
-      } catch {
-        // already gone
-      }
-      if (savedAuthSock === undefined) delete process.env.SSH_AUTH_SOCK;
-      else process.env.SSH_AUTH_SOCK = savedAuthSock;
-    }
+    await vm?.down();
     if (tmp) await fs.rm(tmp, { recursive: true, force: true });
   });
 
