@@ -44,7 +44,12 @@ function counts(layer, out) {
     return all.length ? Number(all[all.length - 1][1]) : 0;
   };
   if (layer === "unit") return { passed: num(/^(?:#|ℹ) pass (\d+)/gm), failed: num(/^(?:#|ℹ) fail (\d+)/gm) };
-  if (layer === "python") return { passed: num(/(\d+) passed/g), failed: num(/(\d+) failed/g) + num(/(\d+) errors?/g) };
+  if (layer === "python") {
+    // Each pytest run's closing line ("12 passed, 1 failed, 2 skipped in 3.4s"), summed.
+    const lines = [...out.matchAll(/^=*\s*(.*\bin [\d.]+s\b.*)$/gm)].map((m) => m[1]);
+    const total = (re) => lines.reduce((a, l) => a + Number(re.exec(l)?.[1] ?? 0), 0);
+    return { passed: total(/(\d+) passed/), failed: total(/(\d+) failed/) + total(/(\d+) errors?/) };
+  }
   const sum = (re) => [...out.matchAll(re)].reduce((a, m) => a + Number(m[1]), 0);
   return { passed: sum(/^(\d+) passed, \d+ failed/gm), failed: sum(/^\d+ passed, (\d+) failed/gm) };
 }
@@ -57,14 +62,34 @@ async function workspaceCopy() {
 
 const steps = {
   unit: (opts = {}) => run(process.execPath, ["--test", "--test-reporter=spec", "out/test/unit/"], opts),
-  python: () => {
+  python: async () => {
     const python = testPython();
     const torch = torchPython();
     ensureSshd();
-    return run(python, ["-m", "pytest", "-q", "-p", "no:cacheprovider"], {
+    const opts = {
       cwd: path.join(ROOT, "server-python"),
       env: { ...process.env, PYTHONDONTWRITEBYTECODE: "1", ...(torch ? { GPUWB_TORCH_PYTHON: torch } : {}) },
-    });
+    };
+    const pytest = ["-m", "pytest", "-q", "-p", "no:cacheprovider"];
+    // Most tests wait (on kernels, an sshd in a network namespace, cells that print for
+    // seconds, HTTP servers): three pytest runs side by side, the others printed as they end.
+    const beside = ["tests/remote", "tests/vms tests/gpu"];
+    const others = beside.map((dirs) => run(python, [...pytest, ...dirs.split(" ")], { ...opts, quiet: true }));
+    const rest = await run(
+      python,
+      [...pytest, ...beside.flatMap((d) => d.split(" ")).map((d) => `--ignore=${d}`)],
+      opts,
+    );
+    let code = rest.code;
+    let out = rest.out;
+    for (const [i, p] of others.entries()) {
+      const r = await p;
+      console.log(`\n--- python: ${beside[i]} (ran beside the rest) ---`);
+      process.stdout.write(r.out);
+      code ||= r.code;
+      out += `\n${r.out}`;
+    }
+    return { code, out };
   },
   integration: async () => {
     const ws = await workspaceCopy();
