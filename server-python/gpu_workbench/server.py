@@ -624,6 +624,8 @@ class Server(Router):
         remote = self._remote_manager
         if remote is None or vm.provider == "local":
             return False
+        if remote.kernels_unseen(vm.key):
+            return True  # reconnecting: its kernels cannot be seen, so it is not known idle
         return kernels_keep_busy(remote.list_kernels(), vm.key)
 
     def _vm_service(self) -> VmService:

@@ -450,6 +450,17 @@ class RemoteManager:
                 c.kernels.pop(remote_id, None)
         return self._rewrite(c, result)
 
+    def kernels_unseen(self, machine: str) -> bool:
+        """Whether `machine` has kernels this backend cannot see now: it is connecting or
+        reconnecting with kernels attached before. Idle autostop counts that as busy (a
+        link that flaps must not make a training machine look idle)."""
+        with self._lock:
+            c = self._connections.get(machine)
+        if c is None:
+            return False
+        with c.lock:
+            return c.state in ("connecting", "reconnecting") and bool(c.kernels)
+
     def list_kernels(self) -> List[Dict[str, Any]]:
         with self._lock:
             connections = [c for c in self._connections.values() if c.state == "connected"]

@@ -431,3 +431,22 @@ def test_interrupt_restart_variables_input_and_rich_outputs_work_as_locally(
         kernels.call("kernel/shutdown", {"kernelId": kid})
     finally:
         session.close()
+
+
+def test_a_reconnecting_machine_with_kernels_is_not_idle_for_autostop(tmp_path: Path) -> None:
+    from gpu_workbench.remote.manager import RemoteManager, _Connection
+
+    manager = RemoteManager(str(tmp_path), lambda *a: None, lambda *a: None)
+    c = _Connection("aws/i-1", "box", None, "python3")
+    manager._connections["aws/i-1"] = c
+    assert not manager.kernels_unseen("aws/i-1")  # connecting, no kernels yet
+    c.kernels["k1"] = 42
+    for state, unseen in (
+        ("connecting", True),
+        ("reconnecting", True),
+        ("connected", False),
+        ("failed", False),
+    ):
+        c.state = state
+        assert manager.kernels_unseen("aws/i-1") is unseen, state
+    assert not manager.kernels_unseen("aws/other")
