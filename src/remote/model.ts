@@ -24,11 +24,13 @@ const AUTOSTOP_WARN_MS = 120_000;
 /**
  * The idle rule for a machine: the `autostopMinutes` setting for cloud machines; for an SSH
  * host only when its entry in `gpuWorkbench.vms.ssh.hosts` opts in with `autostopMinutes`
- * (and, optionally, its own `autostopCommand`): it is the user's own box.
+ * (and, optionally, its own `autostopCommand`): it is the user's own box. Only the user's
+ * own (global) settings can do that: a workspace must not make a machine run a command or
+ * shut down.
  */
 export function autostopRule(vm: proto.VmInfo): { minutes: number; command?: string } | undefined {
   if (vm.provider === "ssh") {
-    const hosts = vscode.workspace.getConfiguration("gpuWorkbench.vms").get<unknown>("ssh.hosts", []);
+    const hosts = vscode.workspace.getConfiguration("gpuWorkbench.vms").inspect<unknown>("ssh.hosts")?.globalValue;
     const entry = Array.isArray(hosts)
       ? (hosts as unknown[]).find(
           (h): h is Record<string, unknown> =>

@@ -316,6 +316,24 @@ describe("remote: kernels on a machine over SSH", function () {
     assert.ok(info);
     const marker = path.join(info.tmp, "autostop-acted");
     assert.ok(vm);
+    // A workspace's settings cannot turn it on (nor choose the command the machine runs).
+    const cfg = vscode.workspace.getConfiguration("gpuWorkbench.vms");
+    const W = vscode.ConfigurationTarget.Workspace;
+    await cfg.update("ssh.hosts", [vm.hostEntry({ autostopMinutes: 1, autostopCommand: `touch ${marker}` })], W);
+    try {
+      const before = (await remoteState()).log.length;
+      await vscode.commands.executeCommand("gpuWorkbench.remote.disconnectMachine", MACHINE);
+      const m = await vscode.commands.executeCommand<proto.RemoteMachine | undefined>(
+        "gpuWorkbench.remote.connectMachine",
+        MACHINE,
+      );
+      assert.equal(m?.state, "connected");
+      const st = await remoteState();
+      assert.equal(st.autostop[MACHINE], undefined, JSON.stringify(st.autostop));
+      assert.ok(!st.log.slice(before).some((l) => l.includes("autostop after")), st.log.slice(before).join(" | "));
+    } finally {
+      await cfg.update("ssh.hosts", undefined, W);
+    }
     await vm.setHosts({ autostopMinutes: 1, autostopCommand: `touch ${marker}` });
     try {
       await vscode.commands.executeCommand("gpuWorkbench.remote.disconnectMachine", MACHINE);
