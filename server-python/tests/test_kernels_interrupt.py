@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from conftest import KernelClient, backend_env, spawn
+
 
 def _busy(kernels, kid, eid):
     kernels.wait_event(
@@ -62,3 +64,26 @@ def test_cell_ignoring_keyboard_interrupt_is_killed(kernels):
     error = kernels.error("kernel/execute", {"kernelId": kid, "code": "1"})
     assert error["data"]["kind"] == "KernelDied"
     assert "SIGKILL" in error["message"]
+
+
+def test_interrupt_as_the_cell_starts_is_not_lost(kernel_data):
+    """An interrupt that lands after the cell left the queue and said "busy" but before its
+    code runs interrupts that cell; before, the SIGINT was dropped there, the cell ran on and
+    the kernel was killed after the grace period. The worker pauses in that moment
+    (GPUWB_DEBUG_CELL_START_DELAY) so the interrupt lands there every time."""
+    s = spawn(
+        backend_env({"GPUWB_DATA_DIR": str(kernel_data), "GPUWB_DEBUG_CELL_START_DELAY": "1"})
+    )
+    try:
+        s.initialize()
+        kernels = KernelClient(s)
+        kid = kernels.start()["kernelId"]
+        for i in range(2):
+            eid = kernels.execute(kid, "import time\ntime.sleep(1000)")
+            _busy(kernels, kid, eid)
+            result = kernels.call("kernel/interrupt", {"kernelId": kid, "graceSeconds": 30})
+            assert result == {"outcome": "interrupted"}, (i, result)
+            assert kernels.reply(kid, eid)["status"] == "interrupted", i
+        assert kernels.run(kid, "print('alive')")["status"] == "ok"
+    finally:
+        s.close()

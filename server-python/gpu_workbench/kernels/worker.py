@@ -636,6 +636,12 @@ class Kernel:
         self.interruptible = False
         self.critical = 0
         self.deferred_interrupt = False
+        # Tests only (GPUWB_DEBUG_CELL_START_DELAY, seconds): a pause after a cell's "busy"
+        # and before its code, where an interrupt must not be lost.
+        try:
+            self.start_delay = max(0.0, float(os.environ.get("GPUWB_DEBUG_CELL_START_DELAY") or 0))
+        except ValueError:
+            self.start_delay = 0.0
         self.main_ident = threading.get_ident()
         self.io_ident = -1
         self.woken = False
@@ -747,6 +753,10 @@ class Kernel:
 
     def _on_sigint(self, signum: int, frame: Any) -> None:
         if not self.interruptible:
+            # A cell taken from the queue but not yet running its code (its "busy" is already
+            # out): the interrupt is for it, so it is kept until the code starts.
+            if self.running is not None:
+                self.deferred_interrupt = True
             return
         if self.critical:
             self.deferred_interrupt = True
@@ -1447,6 +1457,7 @@ class Kernel:
             with self.lock:
                 self._remember(eid, "aborted")
                 self.running = None
+                self.deferred_interrupt = False
                 msgs = [_reply(eid, "aborted", None, 0.0)]
                 if not any(isinstance(r, dict) for r in self.queue):
                     msgs.append(self._status_locked())
@@ -1473,13 +1484,17 @@ class Kernel:
                     },
                 ]
             )
+        if self.start_delay:  # tests only: widen the moment between "busy" and the code
+            time.sleep(self.start_delay)
         status = "ok"
         tail: List[Dict[str, Any]] = []
         self.cell_figures = set()
         try:
-            self.deferred_interrupt = False
             self.interruptible = True
             try:
+                if self.deferred_interrupt:  # interrupted while it was starting
+                    self.deferred_interrupt = False
+                    raise KeyboardInterrupt
                 tail = self._execute(req, count, store)
             finally:
                 self.interruptible = False
