@@ -108,6 +108,18 @@ def available() -> Optional[str]:
     return None
 
 
+def require_available() -> None:
+    """For pytest fixtures: skip when the host cannot run here, fail instead under CI."""
+    reason = available()
+    if reason is None:
+        return
+    import pytest
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail("the namespace test host cannot run under CI: %s" % reason)
+    pytest.skip(reason)
+
+
 def _used_networks() -> "List[ipaddress.IPv4Network]":
     nets: List[ipaddress.IPv4Network] = []
     out = _ip("-4", "-o", "addr", "show", check=False).stdout
