@@ -31,6 +31,14 @@ function remoteState(): Thenable<RemoteTestState> {
   return vscode.commands.executeCommand<RemoteTestState>(R.state);
 }
 
+/** The remote state once the machine is connected (again). */
+function connectedAgain(): Promise<RemoteTestState> {
+  return waitFor("connected again", async () => {
+    const s = await remoteState();
+    return s.machines.find((m) => m.machine === MACHINE)?.state === "connected" ? s : undefined;
+  });
+}
+
 function stdout(r: ExecutionRecord | undefined): string {
   return (r?.outputs ?? []).map((o) => (o.kind === "stream" && o.name === "stdout" ? o.text : "")).join("");
 }
@@ -86,6 +94,18 @@ describe("remote: kernels on a machine over SSH", function () {
     if (doc) await a.ctx.bindings.unbind(doc.uri);
     await vm.down();
   });
+
+  /** The execution once it has ended (the long cells take up to two minutes). */
+  function finished(executionId: string, what: string): Promise<ExecutionRecord> {
+    return waitFor(
+      what,
+      () => {
+        const x = a.ctx.executions.get(executionId);
+        return x && x.status !== "queued" && x.status !== "running" ? x : undefined;
+      },
+      120_000,
+    );
+  }
 
   beforeEach(function () {
     if (why) {
@@ -210,22 +230,12 @@ describe("remote: kernels on a machine over SSH", function () {
     await new Promise((r) => setTimeout(r, 3000));
     await netns.command("up");
     const downMs = Date.now() - cutAt;
-    const done = await waitFor(
-      "the counting cell to finish after the link came back",
-      () => {
-        const x = a.ctx.executions.get(running.executionId);
-        return x && x.status !== "queued" && x.status !== "running" ? x : undefined;
-      },
-      120_000,
-    );
+    const done = await finished(running.executionId, "the counting cell to finish after the link came back");
     assert.equal(done.status, "ok", allText(done));
     const expected = Array.from({ length: 120 }, (_, i) => `line ${String(i).padStart(3, "0")}`);
     const got = stdout(done).split("\n").filter(Boolean);
     assert.deepEqual(got, expected, `link down ${downMs} ms`);
-    const st = await waitFor("connected again", async () => {
-      const s = await remoteState();
-      return s.machines.find((m) => m.machine === MACHINE)?.state === "connected" ? s : undefined;
-    });
+    const st = await connectedAgain();
     const states = `link down ${downMs} ms; states: ${st.log.filter((l) => l.startsWith(MACHINE)).join(" | ")}`;
     console.log(`remote: ${states}`);
     if (process.env.GPUWB_REMOTE_DEBUG) await fs.writeFile(process.env.GPUWB_REMOTE_DEBUG, states);
@@ -258,21 +268,11 @@ describe("remote: kernels on a machine over SSH", function () {
     );
     assert.equal(seen.status.text, "$(sync~spin) reconnecting…", JSON.stringify(seen.status));
     await netns.command("up");
-    const done = await waitFor(
-      "the long cell to finish after reconnecting",
-      () => {
-        const x = a.ctx.executions.get(running.executionId);
-        return x && x.status !== "queued" && x.status !== "running" ? x : undefined;
-      },
-      120_000,
-    );
+    const done = await finished(running.executionId, "the long cell to finish after reconnecting");
     assert.equal(done.status, "ok", allText(done));
     const expected = Array.from({ length: 240 }, (_, i) => `row ${String(i).padStart(3, "0")}`);
     assert.deepEqual(stdout(done).split("\n").filter(Boolean), expected);
-    const st = await waitFor("connected again", async () => {
-      const s = await remoteState();
-      return s.machines.find((m) => m.machine === MACHINE)?.state === "connected" ? s : undefined;
-    });
+    const st = await connectedAgain();
     const log = st.log.slice(before).join(" | ");
     assert.match(log, /reconnecting/, log);
     if (process.env.GPUWB_REMOTE_DEBUG) await fs.appendFile(process.env.GPUWB_REMOTE_DEBUG, `\nlong cut: ${log}`);
@@ -295,14 +295,7 @@ describe("remote: kernels on a machine over SSH", function () {
     // kernel on the machine keeps running and journaling.
     await a.restartBackend();
     await ready(a);
-    const done = await waitFor(
-      "the long cell to finish after the restart",
-      () => {
-        const x = a.ctx.executions.get(running.executionId);
-        return x && x.status !== "queued" && x.status !== "running" ? x : undefined;
-      },
-      120_000,
-    );
+    const done = await finished(running.executionId, "the long cell to finish after the restart");
     assert.equal(done.status, "ok", allText(done));
     const expected = Array.from({ length: 240 }, (_, i) => `row ${String(i).padStart(3, "0")}`);
     assert.deepEqual(stdout(done).split("\n").filter(Boolean), expected);
